@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reactor/reactor.h"
+#include "reactor/server.h"
+#include "util/log.h"
+
+/* Exit statuses: 0 clean, 1 runtime failure, 2 bad command line. */
+enum { EXIT_USAGE = 2 };
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: vhost-gpu [OPTION]...\n"
+            "A virtio-gpu device backend serving one virtual machine over vhost-user.\n"
+            "\n"
+            "  -s, --socket-path PATH     listen on the unix socket PATH (one front-end at a\n"
+            "                             time; waits for the next after a disconnect)\n"
+            "  -f, --fd N                 use the inherited socket N (listening or connected)\n"
+            "  -c, --print-capabilities   print the backend capabilities as JSON and exit\n"
+            "      --outputs N            number of scanouts, 1..16 (default 1)\n"
+            "  -l, --log-level LEVEL      error, warn, info (default) or debug\n"
+            "  -v, --verbose              same as --log-level debug\n"
+            "  -h, --help                 print this help and exit\n"
+            "  -V, --version              print the version and exit\n"
+            "\n"
+            "Attach QEMU with:\n"
+            "  -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem\n"
+            "  -chardev socket,id=vgpu,path=PATH -device vhost-user-gpu-pci,chardev=vgpu\n");
+}
+
+static void print_capabilities(void)
+{
+    /* docs/interop/vhost-user.json: only features this build really supports. */
+    printf("{\n  \"type\": \"gpu\",\n  \"features\": [\n  ]\n}\n");
+}
+
+/* Prints one line about a bad command line and returns the usage exit status. */
+static int bad_usage(const char *what, const char *arg)
+{
+    fprintf(stderr, "vhost-gpu: %s%s%s (try --help)\n", what, arg ? ": " : "", arg ? arg : "");
+    return EXIT_USAGE;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    if (!*s || *s == '-')
+        return -EINVAL;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || v > max)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static void on_stop_signal(void *data, int signum)
+{
+    vgpu_info("%s: shutting down", strsignal(signum));
+    vgpu_reactor_stop(data);
+}
+
+enum { OPT_OUTPUTS = 256 };
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"socket-path", required_argument, NULL, 's'},
+        {"fd", required_argument, NULL, 'f'},
+        {"print-capabilities", no_argument, NULL, 'c'},
+        {"outputs", required_argument, NULL, OPT_OUTPUTS},
+        {"log-level", required_argument, NULL, 'l'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    static const char shortopts[] = ":s:f:cl:vhV";
+
+    /* The conventions say --print-capabilities ignores every other option. */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--print-capabilities") == 0 || strcmp(argv[i], "-c") == 0) {
+            print_capabilities();
+            return 0;
+        }
+        if (strcmp(argv[i], "--") == 0)
+            break;
+    }
+
+    struct vgpu_server_options opts = {.socket_path = NULL, .fd = -1};
+    vgpu_gpu_options_init(&opts.gpu);
+    enum vgpu_log_level level = VGPU_LOG_INFO;
+    unsigned long v;
+
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            opts.socket_path = optarg;
+            break;
+        case 'f':
+            if (parse_uint(optarg, INT_MAX, &v) < 0)
+                return bad_usage("--fd needs a file descriptor number", optarg);
+            opts.fd = (int)v;
+            break;
+        case 'c':
+            print_capabilities();
+            return 0;
+        case OPT_OUTPUTS:
+            if (parse_uint(optarg, VGPU_GPU_MAX_OUTPUTS, &v) < 0 || v == 0)
+                return bad_usage("--outputs must be 1..16", optarg);
+            opts.gpu.outputs = (unsigned int)v;
+            break;
+        case 'l':
+            if (vgpu_log_parse_level(optarg, &level) < 0)
+                return bad_usage("log level must be error, warn, info or debug", optarg);
+            break;
+        case 'v':
+            level = VGPU_LOG_DEBUG;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("vhost-gpu %s\n", VGPU_VERSION);
+            return 0;
+        case ':':
+            return bad_usage("option needs an argument", argv[optind - 1]);
+        case '?':
+        default:
+            return bad_usage("unknown option", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return bad_usage("unexpected argument", argv[optind]);
+    if (!opts.socket_path == (opts.fd < 0))
+        return bad_usage("give exactly one of --socket-path and --fd", NULL);
+
+    vgpu_log_set_level(level);
+    /* A front-end that goes away must never kill us through a write. */
+    signal(SIGPIPE, SIG_IGN);
+
+    struct vgpu_reactor *r = vgpu_reactor_create();
+    if (!r) {
+        vgpu_err("cannot create the event loop");
+        return 1;
+    }
+    int status = 1;
+    if (vgpu_reactor_on_signal(r, SIGINT, on_stop_signal, r) < 0 ||
+        vgpu_reactor_on_signal(r, SIGTERM, on_stop_signal, r) < 0) {
+        vgpu_err("cannot install signal handlers");
+        goto out_reactor;
+    }
+    int err = 0;
+    struct vgpu_server *s = vgpu_server_create(r, &opts, &err);
+    if (!s) {
+        vgpu_err("cannot serve: %s", strerror(-err));
+        goto out_reactor;
+    }
+    status = vgpu_reactor_run(r) < 0 ? 1 : 0;
+    vgpu_server_destroy(s);
+out_reactor:
+    vgpu_reactor_destroy(r);
+    return status;
+}
