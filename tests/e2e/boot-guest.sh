@@ -19,7 +19,7 @@ set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BACKEND=/usr/lib/qemu/vhost-user-gpu
 REFERENCE=1
-TEST=idle HOLD= SHOT= SHOT_DELAY=2 OUT= TIMEOUT=120 APPEND=
+TEST=idle HOLD='' SHOT='' SHOT_DELAY=2 OUT='' TIMEOUT=120 APPEND=''
 while [ $# -gt 0 ]; do
     case $1 in
         --reference) REFERENCE=1 ;;
@@ -48,7 +48,7 @@ else
 fi
 SOCK=$DIR/vgpu.sock QMPSOCK=$DIR/qmp.sock
 rm -f "$SOCK" "$QMPSOCK" "$DIR/serial.log"
-BPID= QPID=
+BPID='' QPID=''
 cleanup() {
     [ -n "$QPID" ] && kill -0 "$QPID" 2>/dev/null && kill -KILL "$QPID"
     [ -n "$BPID" ] && kill -0 "$BPID" 2>/dev/null && kill -TERM "$BPID"

@@ -114,7 +114,7 @@ say "daemon listening on $SOCK (pid $DPID)"
 
 # ---- one QEMU connection -----------------------------------------------------
 run_round() {
-    local n=$1 from qrc t
+    local n=$1 from qrc
     from=$(( $(wc -l <"$DLOG") + 1 ))
     rm -f "$QMPSOCK"
     qemu-system-x86_64 \
