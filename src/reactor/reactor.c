@@ -29,6 +29,12 @@ struct sig {
     void *data;
 };
 
+struct vgpu_reactor_async {
+    uv_async_t handle; /* first */
+    void (*fn)(void *);
+    void *data;
+};
+
 struct vgpu_reactor {
     uv_loop_t loop;
     struct watch **watches; /* indexed by fd */
@@ -153,6 +159,40 @@ int vgpu_reactor_on_signal(struct vgpu_reactor *r, int signum, vgpu_signal_fn fn
     uv_unref((uv_handle_t *)&s->handle);
     r->nsigs++;
     return 0;
+}
+
+static void on_async(uv_async_t *handle)
+{
+    struct vgpu_reactor_async *a = (struct vgpu_reactor_async *)handle;
+    a->fn(a->data);
+}
+
+struct vgpu_reactor_async *vgpu_reactor_async_create(struct vgpu_reactor *r, void (*fn)(void *),
+                                                     void *data)
+{
+    struct vgpu_reactor_async *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->fn = fn;
+    a->data = data;
+    if (uv_async_init(&r->loop, &a->handle, on_async) < 0) {
+        free(a);
+        return NULL;
+    }
+    /* Like signals, the wake-up alone must not keep the loop running. */
+    uv_unref((uv_handle_t *)&a->handle);
+    return a;
+}
+
+void vgpu_reactor_async_send(struct vgpu_reactor_async *a)
+{
+    uv_async_send(&a->handle);
+}
+
+void vgpu_reactor_async_destroy(struct vgpu_reactor_async *a)
+{
+    if (a)
+        uv_close((uv_handle_t *)&a->handle, free_on_close);
 }
 
 struct vgpu_reactor *vgpu_reactor_create(void)

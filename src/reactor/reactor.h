@@ -35,6 +35,18 @@ const struct vgpu_watcher *vgpu_reactor_watcher(struct vgpu_reactor *r);
 /* Calls fn on the loop when signum arrives. 0 or -errno. */
 int vgpu_reactor_on_signal(struct vgpu_reactor *r, int signum, vgpu_signal_fn fn, void *data);
 
+/*
+ * A wake-up other threads can send (uv_async): fn runs on the loop. Sends coalesce, so fn must
+ * handle everything that is pending, not one item.
+ */
+struct vgpu_reactor_async;
+struct vgpu_reactor_async *vgpu_reactor_async_create(struct vgpu_reactor *r, void (*fn)(void *),
+                                                     void *data);
+/* Any thread. */
+void vgpu_reactor_async_send(struct vgpu_reactor_async *a);
+/* Reactor thread; the handle is freed once the loop has closed it. NULL ok. */
+void vgpu_reactor_async_destroy(struct vgpu_reactor_async *a);
+
 /* Runs until vgpu_reactor_stop. Returns 0 or -errno. */
 int vgpu_reactor_run(struct vgpu_reactor *r);
 

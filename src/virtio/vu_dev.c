@@ -89,6 +89,11 @@ int vgpu_vu_dev_socket(const struct vgpu_vu_dev *dev)
     return dev->sock;
 }
 
+const struct vgpu_watcher *vgpu_vu_dev_watcher(const struct vgpu_vu_dev *dev)
+{
+    return dev->watcher;
+}
+
 int vgpu_vu_dev_backend_fd(const struct vgpu_vu_dev *dev)
 {
     return dev->backend_fd;
@@ -176,6 +181,13 @@ static int queue_try_start(struct vgpu_vu_dev *dev, struct queue *qu)
     vgpu_dbg("queue %u: started, %u entries, base %u", qu->index,
              vgpu_vring_get_num(qu->vring), vgpu_vring_get_base(qu->vring));
     return 0;
+}
+
+/* Before memory is unmapped: the device finishes everything that points into it. */
+static void mem_barrier(struct vgpu_vu_dev *dev)
+{
+    if (dev->impl && dev->impl->mem_barrier)
+        dev->impl->mem_barrier(dev->opaque);
 }
 
 /* After the memory table changed, re-translate every started ring. */
@@ -284,6 +296,7 @@ static int h_set_mem_table(struct vgpu_vu_dev *dev, struct vgpu_vu_msg *m, bool 
     }
     struct vgpu_mem_region regions[VGPU_VU_MEM_TABLE_MAX];
     int fds[VGPU_VU_MEM_TABLE_MAX];
+    mem_barrier(dev);
     for (uint32_t i = 0; i < n; i++) {
         regions[i] = (struct vgpu_mem_region){
             .gpa = mt->regions[i].guest_phys_addr,
@@ -328,6 +341,7 @@ static int h_add_mem_reg(struct vgpu_vu_dev *dev, struct vgpu_vu_msg *m, bool *r
 static int h_rem_mem_reg(struct vgpu_vu_dev *dev, struct vgpu_vu_msg *m, bool *reply)
 {
     struct vgpu_mem_region r = region_from_msg(m);
+    mem_barrier(dev);
     int ret = vgpu_guest_mem_remove(dev->mem, &r);
     if (ret < 0) {
         vgpu_err("REM_MEM_REG gpa 0x%llx size 0x%llx: no such region", (unsigned long long)r.gpa,

@@ -42,6 +42,8 @@ struct vgpu_vu_device {
     void (*queue_stop)(void *opaque, unsigned int q);
     /* RESET_DEVICE / RESET_OWNER: back to the initial device state. */
     void (*reset)(void *opaque);
+    /* Guest memory is about to be unmapped or replaced: finish every use of it first. */
+    void (*mem_barrier)(void *opaque);
 };
 
 /*
@@ -81,6 +83,8 @@ void vgpu_vu_dev_notify(struct vgpu_vu_dev *dev, unsigned int q);
 uint64_t vgpu_vu_dev_features(const struct vgpu_vu_dev *dev);
 bool vgpu_vu_dev_has_feature(const struct vgpu_vu_dev *dev, unsigned int bit);
 bool vgpu_vu_dev_has_protocol_feature(const struct vgpu_vu_dev *dev, unsigned int bit);
+/* The watch interface the session was created with (for the device's own fds). */
+const struct vgpu_watcher *vgpu_vu_dev_watcher(const struct vgpu_vu_dev *dev);
 /* The backend request channel (SET_BACKEND_REQ_FD), or -1. Owned by the session. */
 int vgpu_vu_dev_backend_fd(const struct vgpu_vu_dev *dev);
 
