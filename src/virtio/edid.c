@@ -34,7 +34,10 @@ enum {
     EDID_CHROMA = 25,
     EDID_ESTABLISHED = 35,
     EDID_STANDARD = 38,
-    EDID_DESCRIPTOR = 54,
+    EDID_DESCRIPTOR_1 = 54, /* the preferred detailed timing */
+    EDID_DESCRIPTOR_2 = 72,
+    EDID_DESCRIPTOR_3 = 90,
+    EDID_DESCRIPTOR_4 = 108,
     EDID_DESCRIPTOR_SIZE = 18,
     EDID_EXTENSIONS = 126,
     EDID_CHECKSUM = 127,
@@ -165,7 +168,8 @@ static void put_text_descriptor(uint8_t *d, uint8_t tag, const char *text)
     size_t len = strlen(text);
     if (len > 13)
         len = 13;
-    memcpy(d + 5, text, len);
+    for (size_t i = 0; i < len; i++)
+        d[5 + i] = (uint8_t)text[i]; /* not NUL-terminated: EDID text ends with 0x0a */
     if (len < 13) {
         d[5 + len] = 0x0a;
         memset(d + 6 + len, ' ', 13 - len - 1);
@@ -261,13 +265,12 @@ size_t vgpu_edid_generate(uint8_t *out, size_t out_len, uint32_t width, uint32_t
 
     struct timing t;
     preferred_timing(width, height, &t);
-    uint8_t *d = e + EDID_DESCRIPTOR;
-    put_dtd(d, &t);
-    put_range_descriptor(d + EDID_DESCRIPTOR_SIZE, &t);
-    put_text_descriptor(d + 2 * EDID_DESCRIPTOR_SIZE, DESC_NAME, "vhost-gpu");
-    char text[16];
-    snprintf(text, sizeof(text), "%u", serial);
-    put_text_descriptor(d + 3 * EDID_DESCRIPTOR_SIZE, DESC_SERIAL, text);
+    put_dtd(e + EDID_DESCRIPTOR_1, &t);
+    put_range_descriptor(e + EDID_DESCRIPTOR_2, &t);
+    put_text_descriptor(e + EDID_DESCRIPTOR_3, DESC_NAME, "vhost-gpu");
+    char text[16]; /* "4294967295" at most: cannot truncate */
+    (void)snprintf(text, sizeof(text), "%u", serial);
+    put_text_descriptor(e + EDID_DESCRIPTOR_4, DESC_SERIAL, text);
 
     e[EDID_EXTENSIONS] = 0;
     uint8_t sum = 0;

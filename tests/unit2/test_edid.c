@@ -129,7 +129,7 @@ static struct dtd check_common(const uint8_t *e, uint32_t w, uint32_t h, uint32_
     /* Descriptors 3 and 4: monitor name and serial string. */
     check_text(e + 90, 0xfc, "vhost-gpu");
     char text[16];
-    snprintf(text, sizeof(text), "%u", serial);
+    (void)snprintf(text, sizeof(text), "%u", serial);
     check_text(e + 108, 0xff, text);
     return t;
 }
