@@ -97,11 +97,11 @@ static void test_foreach(void **state)
     uint64_t sum = 0;
     for (uint32_t id = 1; id <= 1000; id++) {
         assert_int_equal(vgpu_idmap_insert(m, id * 7919u, val(id * 7919u, 0)), 0);
-        sum += id * 7919u;
+        sum += (uint64_t)id * 7919u;
     }
     for (uint32_t id = 2; id <= 1000; id += 2) {
         assert_non_null(vgpu_idmap_remove(m, id * 7919u));
-        sum -= id * 7919u;
+        sum -= (uint64_t)id * 7919u;
     }
     vgpu_idmap_foreach(m, visit_fn, &v);
     assert_int_equal(v.calls, 500);

@@ -13,19 +13,19 @@
 
 /* The model, written independently of pixel.c: each name's bytes in memory order. */
 static const struct {
-    uint32_t fmt;
     const char *name;
     const char *order; /* channel of byte 0, 1, 2, 3 */
+    uint32_t fmt;
     bool alpha;
 } formats[] = {
-    {VIRTIO_GPU_FORMAT_B8G8R8A8_UNORM, "B8G8R8A8_UNORM", "BGRA", true},
-    {VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, "B8G8R8X8_UNORM", "BGRX", false},
-    {VIRTIO_GPU_FORMAT_A8R8G8B8_UNORM, "A8R8G8B8_UNORM", "ARGB", true},
-    {VIRTIO_GPU_FORMAT_X8R8G8B8_UNORM, "X8R8G8B8_UNORM", "XRGB", false},
-    {VIRTIO_GPU_FORMAT_R8G8B8A8_UNORM, "R8G8B8A8_UNORM", "RGBA", true},
-    {VIRTIO_GPU_FORMAT_X8B8G8R8_UNORM, "X8B8G8R8_UNORM", "XBGR", false},
-    {VIRTIO_GPU_FORMAT_A8B8G8R8_UNORM, "A8B8G8R8_UNORM", "ABGR", true},
-    {VIRTIO_GPU_FORMAT_R8G8B8X8_UNORM, "R8G8B8X8_UNORM", "RGBX", false},
+    {"B8G8R8A8_UNORM", "BGRA", VIRTIO_GPU_FORMAT_B8G8R8A8_UNORM, true},
+    {"B8G8R8X8_UNORM", "BGRX", VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, false},
+    {"A8R8G8B8_UNORM", "ARGB", VIRTIO_GPU_FORMAT_A8R8G8B8_UNORM, true},
+    {"X8R8G8B8_UNORM", "XRGB", VIRTIO_GPU_FORMAT_X8R8G8B8_UNORM, false},
+    {"R8G8B8A8_UNORM", "RGBA", VIRTIO_GPU_FORMAT_R8G8B8A8_UNORM, true},
+    {"X8B8G8R8_UNORM", "XBGR", VIRTIO_GPU_FORMAT_X8B8G8R8_UNORM, false},
+    {"A8B8G8R8_UNORM", "ABGR", VIRTIO_GPU_FORMAT_A8B8G8R8_UNORM, true},
+    {"R8G8B8X8_UNORM", "RGBX", VIRTIO_GPU_FORMAT_R8G8B8X8_UNORM, false},
 };
 #define N_FORMATS (sizeof(formats) / sizeof(formats[0]))
 

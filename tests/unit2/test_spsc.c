@@ -117,7 +117,7 @@ static void test_wrap_around(void **state)
         }
         assert_int_equal(vgpu_spsc_free_slots(q), 16 - (next_in - next_out));
     }
-    assert_true(next_in > 16 * 1000); /* the index wrapped around the ring >1000 times */
+    assert_true(next_in > 16000u); /* the index wrapped around the ring >1000 times */
     vgpu_spsc_destroy(q);
 }
 

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "util/spsc.c"
+#include "util/spsc.c" /* NOLINT(bugprone-suspicious-include): white-box test */
 
 static void start_at(struct vgpu_spsc *q, unsigned int index)
 {
