@@ -21,12 +21,18 @@
 #   vgpu.test=modetest        list connectors, set vgpu.mode (default 1024x768)
 #                             with modetest's test pattern, hold, power off
 #   vgpu.test=modetest-vsync  as modetest with page flipping (-v)
+#   vgpu.test=fbcon           print E2E-SHOT 1 s after the fbcon text, hold
+#                             vgpu.hold s (default 3), power off (e2e_2d.sh)
+#   vgpu.test=modetest-2d     mode set with the test pattern, E2E-SHOT 1 s after
+#                             it, hold vgpu.hold s (default 2), then modetest -v
+#                             page flips for vgpu.flips s (default 5) (e2e_2d.sh)
 #   vgpu.test=hold            never power off (the host quits QEMU)
 #   vgpu.test=shell           interactive busybox shell on the serial console
 #   vgpu.hold=N               seconds to hold (default 5; modetest modes 10)
 #   vgpu.mode=WxH             mode for the modetest modes
 # Serial markers: E2E-INIT, E2E-MODULES-LOADED, E2E-READY, E2E-TEST <name>,
-# E2E-DONE, E2E-POWEROFF, E2E-ERROR <what>. The fbcon shows VHOST-GPU-E2E-MARKER.
+# E2E-DONE, E2E-POWEROFF, E2E-ERROR <what>; E2E-SHOT <what> when the screen is
+# final for a screendump (fbcon, modetest-2d). The fbcon shows VHOST-GPU-E2E-MARKER.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -238,12 +244,13 @@ mount -t devtmpfs devtmpfs /dev
 up() { cut -d' ' -f1 /proc/uptime; }
 echo "E2E-INIT uptime=$(up)"
 
-TEST=idle HOLD= MODE=1024x768
+TEST=idle HOLD= MODE=1024x768 FLIPS=5
 for arg in $(cat /proc/cmdline); do
     case $arg in
         vgpu.test=*) TEST=${arg#*=} ;;
         vgpu.hold=*) HOLD=${arg#*=} ;;
         vgpu.mode=*) MODE=${arg#*=} ;;
+        vgpu.flips=*) FLIPS=${arg#*=} ;;
     esac
 done
 
@@ -273,6 +280,51 @@ case $TEST in
         sleep "${HOLD:-5}" ;;
     hold)
         while :; do sleep 3600; done ;;
+    fbcon)
+        # The text above is on screen once the fbdev damage worker has flushed
+        # it (milliseconds); E2E-SHOT tells the host the screen is final.
+        sleep 1
+        echo "E2E-SHOT fbcon"
+        sleep "${HOLD:-3}" ;;
+    modetest-2d)
+        # 1. mode set with modetest's test pattern, held until vgpu.hold s after
+        #    E2E-SHOT; 2. page flips (-v) for vgpu.flips s ("freq: N Hz" lines).
+        modetest -M virtio_gpu -c
+        C=$(connector)
+        if [ -z "$C" ]; then
+            echo "E2E-ERROR no connected connector"
+        else
+            rm -f /tmp/mt.release
+            (while [ ! -e /tmp/mt.release ]; do sleep 0.1; done; echo) |
+                modetest -M virtio_gpu -s "$C:$MODE" >/tmp/mt.log 2>&1 &
+            # modetest's stdout is a file here (fully buffered, nothing to read
+            # until it exits): the mode is set once the committed atomic state
+            # (debugfs) shows a framebuffer created by modetest on a plane.
+            mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug
+            i=0
+            until grep -q 'allocated by = modetest' /sys/kernel/debug/dri/0/state 2>/dev/null; do
+                i=$((i + 1))
+                if [ $i -gt 200 ]; then
+                    echo "E2E-ERROR modetest set no mode"
+                    cat /sys/kernel/debug/dri/0/state
+                    break
+                fi
+                sleep 0.1
+            done
+            if [ $i -le 200 ]; then
+                sleep 1
+                echo "E2E-SHOT modetest"
+                sleep "${HOLD:-2}"
+            fi
+            touch /tmp/mt.release
+            wait $!
+            rc=$?
+            cat /tmp/mt.log
+            echo "E2E-MODETEST-EXIT $rc"
+            echo "E2E-FLIPS $FLIPS"
+            (sleep "$FLIPS"; echo) | modetest -M virtio_gpu -v -s "$C:$MODE" 2>&1
+            echo "E2E-MODETEST-VSYNC-EXIT $?"
+        fi ;;
     modetest|modetest-vsync)
         modetest -M virtio_gpu -c
         C=$(connector)
