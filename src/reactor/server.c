@@ -11,17 +11,34 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "render/render.h"
 #include "util/log.h"
 #include "virtio/vu_dev.h"
 
 struct vgpu_server {
     struct vgpu_reactor *r;
     struct vgpu_server_options opts;
-    char *path;      /* socket file we created, removed at destroy */
-    int listen_fd;   /* -1 when serving an inherited connected socket */
+    char *path;    /* socket file we created, removed at destroy */
+    int listen_fd; /* -1 when serving an inherited connected socket */
     struct vgpu_vu_dev *session;
+    struct vgpu_gpu_dev *gpu; /* the session's device, destroyed with it */
     int session_fd;
+    /* The render thread serves one session after another; it lives as long as the server. */
+    struct vgpu_render *render;
+    struct vgpu_reactor_async *render_wake;
 };
+
+static void on_render_wake(void *data)
+{
+    struct vgpu_server *s = data;
+    if (s->gpu)
+        vgpu_gpu_dev_process_completions(s->gpu);
+}
+
+static void render_notify(void *data)
+{
+    vgpu_reactor_async_send(data);
+}
 
 static void on_listen(void *data, int fd, unsigned int events);
 
@@ -43,6 +60,7 @@ static void end_session(struct vgpu_server *s)
     vgpu_reactor_unwatch(s->r, s->session_fd);
     vgpu_vu_dev_destroy(s->session);
     s->session = NULL;
+    s->gpu = NULL;
     s->session_fd = -1;
 }
 
@@ -73,7 +91,8 @@ static int start_session(struct vgpu_server *s, int fd)
     struct vgpu_vu_dev *dev = vgpu_vu_dev_create(fd, vgpu_reactor_watcher(s->r));
     if (!dev)
         return -ENOMEM;
-    if (!vgpu_gpu_dev_attach(dev, &s->opts.gpu)) {
+    struct vgpu_gpu_dev *gpu = vgpu_gpu_dev_attach(dev, &s->opts.gpu, s->render);
+    if (!gpu) {
         vgpu_vu_dev_destroy(dev);
         return -ENOMEM;
     }
@@ -83,6 +102,7 @@ static int start_session(struct vgpu_server *s, int fd)
         return r;
     }
     s->session = dev;
+    s->gpu = gpu;
     s->session_fd = fd;
     return 0;
 }
@@ -205,7 +225,16 @@ struct vgpu_server *vgpu_server_create(struct vgpu_reactor *r,
     s->listen_fd = -1;
     s->session_fd = -1;
 
-    int ret = opts->socket_path ? listen_path(s, opts->socket_path) : adopt_fd(s, opts->fd);
+    int ret = -ENOMEM;
+    s->render_wake = vgpu_reactor_async_create(r, on_render_wake, s);
+    if (!s->render_wake)
+        goto err;
+    struct vgpu_render_options ropts = {.notify = render_notify, .notify_data = s->render_wake};
+    s->render = vgpu_render_create(&ropts);
+    if (!s->render)
+        goto err;
+
+    ret = opts->socket_path ? listen_path(s, opts->socket_path) : adopt_fd(s, opts->fd);
     if (ret < 0)
         goto err;
     if (s->listen_fd >= 0) {
@@ -235,5 +264,7 @@ void vgpu_server_destroy(struct vgpu_server *s)
         unlink(s->path);
         free(s->path);
     }
+    vgpu_render_destroy(s->render);
+    vgpu_reactor_async_destroy(s->render_wake);
     free(s);
 }

@@ -4,20 +4,77 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <linux/virtio_gpu.h>
 
+#include "present/vhost_display.h"
+#include "render/pixel.h"
+#include "render/render.h"
+#include "util/idmap.h"
 #include "util/log.h"
+#include "virtio/edid.h"
 #include "virtio/iov.h"
+
+#define BIT(n) (1ull << (n))
+#define BPP 4u
+/* QEMU's backend refuses more; a 4K framebuffer in 4 KiB pages needs ~8100 entries. */
+#define MAX_BACKING_ENTRIES 16384u
+#define DRAIN_WARN_MS 2000
+
+/* The reactor's view of one resource: what validation needs, never the pixels. */
+struct res_meta {
+    uint32_t id;
+    uint32_t format;
+    uint32_t width, height;
+    uint64_t serial; /* tells this resource from a later one with the same id */
+    uint64_t bytes;  /* host bytes charged to the guest (pixels + backing tables) */
+    struct virtio_gpu_mem_entry *entries; /* guest's backing list, NULL when detached */
+    uint32_t nentries;
+    struct iovec *iov; /* entries translated; redone when guest memory changes */
+    unsigned int niov;
+    uint64_t iov_generation;
+    uint64_t backing_len;
+    bool has_uuid;
+    uint8_t uuid[16];
+};
+
+struct display_req {
+    struct vgpu_gpu_dev *g;
+    struct vgpu_rcmd *cmd; /* NULL once answered some other way */
+    uint32_t scanout;
+};
 
 struct vgpu_gpu_dev {
     struct vgpu_vu_dev *vu;
     struct vgpu_gpu_options opts;
+    struct vgpu_render *render;
     struct virtio_gpu_config config;
-    int display_fd;
-    struct vgpu_chain chain; /* reused for every pop */
+    uint64_t features;
+
+    struct vgpu_idmap *resources;
+    uint64_t hostmem_used;
+    uint64_t next_serial;
+
+    /* Display info as last known: our options, or QEMU's last reply. */
+    struct virtio_gpu_resp_display_info display_info;
+
+    struct vgpu_vdisplay *display;
+    struct display_req *waiting; /* a control command waiting for a QEMU reply */
+
+    struct vgpu_rcmd *free_cmds; /* pool, linked through resp (unused while free) */
+    unsigned int ncmds;          /* allocated in total */
+    unsigned int inflight;       /* submitted and not yet completed */
+    bool draining;
+    bool destroying;
+    bool notify_pending[VGPU_VU_NUM_QUEUES];
 };
+
+static void process(struct vgpu_gpu_dev *g);
+static void queue_kick(void *opaque, unsigned int q);
+
+/* --- options, pool ------------------------------------------------------------------------ */
 
 void vgpu_gpu_options_init(struct vgpu_gpu_options *opts)
 {
@@ -27,25 +84,958 @@ void vgpu_gpu_options_init(struct vgpu_gpu_options *opts)
         opts->size[i].width = 1280;
         opts->size[i].height = 800;
     }
+    opts->max_hostmem = 256ull << 20;
+    opts->max_resources = 4096;
+    opts->display_timeout_ms = 2000;
 }
 
-static void gpu_destroy(void *opaque)
+static struct vgpu_rcmd *cmd_alloc(struct vgpu_gpu_dev *g)
+{
+    struct vgpu_rcmd *c = g->free_cmds;
+    if (c) {
+        g->free_cmds = (struct vgpu_rcmd *)c->resp;
+    } else {
+        c = calloc(1, sizeof(*c));
+        if (!c)
+            return NULL;
+        vgpu_chain_init(&c->chain);
+        g->ncmds++;
+    }
+    struct vgpu_chain chain = c->chain; /* keep the chain's storage across uses */
+    memset(c, 0, sizeof(*c));
+    c->chain = chain;
+    c->resp = c->resp_buf;
+    return c;
+}
+
+static uint32_t cmd_free(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    if (c->resp != c->resp_buf)
+        free(c->resp);
+    if (c->op == VGPU_ROP_TRANSFER_2D)
+        free(c->u.transfer.iov);
+    c->op = VGPU_ROP_NONE;
+    c->resp = (uint8_t *)g->free_cmds;
+    g->free_cmds = c;
+    return 0;
+}
+
+static void pool_destroy(struct vgpu_gpu_dev *g)
+{
+    while (g->free_cmds) {
+        struct vgpu_rcmd *c = g->free_cmds;
+        g->free_cmds = (struct vgpu_rcmd *)c->resp;
+        vgpu_chain_finish(&c->chain);
+        free(c);
+    }
+}
+
+/* --- responses ---------------------------------------------------------------------------- */
+
+/* Prepares a response of len bytes (header included), zeroed. False if out of memory. */
+static bool resp_prepare(struct vgpu_rcmd *c, uint32_t type, uint32_t len)
+{
+    if (len > sizeof(c->resp_buf)) {
+        c->resp = calloc(1, len);
+        if (!c->resp) {
+            c->resp = c->resp_buf;
+            len = sizeof(struct virtio_gpu_ctrl_hdr);
+            type = VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+        }
+    }
+    memset(c->resp, 0, len < sizeof(c->resp_buf) ? sizeof(c->resp_buf) : len);
+    c->resp_type = type;
+    c->resp_len = len;
+    return type == VIRTIO_GPU_RESP_OK_NODATA || type >= VIRTIO_GPU_RESP_OK_DISPLAY_INFO;
+}
+
+static void resp_error(struct vgpu_rcmd *c, uint32_t type)
+{
+    if (c->resp != c->resp_buf) {
+        free(c->resp);
+        c->resp = c->resp_buf;
+    }
+    c->op = VGPU_ROP_NONE;
+    resp_prepare(c, type, sizeof(struct virtio_gpu_ctrl_hdr));
+}
+
+static bool resp_is_error(uint32_t type)
+{
+    return type >= VIRTIO_GPU_RESP_ERR_UNSPEC;
+}
+
+/* The one place a response is finished and written: header, fence echo, guest memory. */
+static uint32_t resp_write(struct vgpu_rcmd *c)
+{
+    if (c->queue != VGPU_GPU_QUEUE_CONTROL || c->resp_len == 0)
+        return 0;
+    uint32_t len = resp_is_error(c->resp_type) ? sizeof(struct virtio_gpu_ctrl_hdr) : c->resp_len;
+    struct virtio_gpu_ctrl_hdr *h = (struct virtio_gpu_ctrl_hdr *)c->resp;
+    h->type = c->resp_type;
+    h->flags = 0;
+    if (c->hdr.flags & VIRTIO_GPU_FLAG_FENCE) {
+        h->flags |= VIRTIO_GPU_FLAG_FENCE;
+        h->fence_id = c->hdr.fence_id;
+        h->ctx_id = c->hdr.ctx_id;
+        if (c->hdr.flags & VIRTIO_GPU_FLAG_INFO_RING_IDX) {
+            h->flags |= VIRTIO_GPU_FLAG_INFO_RING_IDX;
+            h->ring_idx = c->hdr.ring_idx;
+        }
+    }
+    if (c->chain.in_bytes < len) {
+        vgpu_warn("gpu: command 0x%x: response buffer of %llu bytes, need %u", c->hdr.type,
+                  (unsigned long long)c->chain.in_bytes, len);
+        return 0;
+    }
+    const struct iovec *iov = vgpu_chain_iov(&c->chain) + c->chain.out_num;
+    return (uint32_t)vgpu_iov_from_buf(iov, c->chain.in_num, 0, c->resp, len);
+}
+
+/* --- resources (reactor view) ------------------------------------------------------------- */
+
+static void meta_detach(struct vgpu_gpu_dev *g, struct res_meta *m)
+{
+    uint64_t table = (uint64_t)m->nentries * sizeof(*m->entries) + m->niov * sizeof(*m->iov);
+    free(m->entries);
+    free(m->iov);
+    m->entries = NULL;
+    m->iov = NULL;
+    m->nentries = 0;
+    m->niov = 0;
+    m->backing_len = 0;
+    m->bytes -= table;
+    g->hostmem_used -= table;
+}
+
+static void meta_free(struct vgpu_gpu_dev *g, struct res_meta *m)
+{
+    meta_detach(g, m);
+    g->hostmem_used -= m->bytes;
+    free(m);
+}
+
+static void meta_free_cb(void *ctx, uint32_t id, void *value)
+{
+    meta_free(ctx, value);
+}
+
+/* Translates the guest's backing list into iovecs (again, if guest memory changed). */
+static int meta_translate(struct vgpu_gpu_dev *g, struct res_meta *m)
+{
+    struct vgpu_guest_mem *mem = vgpu_vu_dev_mem(g->vu);
+    uint64_t gen = vgpu_guest_mem_generation(mem);
+    if (m->iov && m->iov_generation == gen)
+        return 0;
+    unsigned int max = m->nentries * 2u + 8u; /* entries may straddle region boundaries */
+    struct iovec *iov = malloc(max * sizeof(*iov));
+    if (!iov)
+        return -ENOMEM;
+    unsigned int n = 0;
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < m->nentries; i++) {
+        int r = vgpu_guest_mem_gpa_iov(mem, m->entries[i].addr, m->entries[i].length, iov, max, &n);
+        if (r < 0) {
+            free(iov);
+            return r == -ENOBUFS ? -ENOMEM : -EFAULT;
+        }
+        total += m->entries[i].length;
+    }
+    uint64_t old = m->niov * sizeof(*m->iov), now = n * sizeof(*iov);
+    free(m->iov);
+    m->iov = iov;
+    m->niov = n;
+    m->iov_generation = gen;
+    m->backing_len = total;
+    m->bytes = m->bytes - old + now;
+    g->hostmem_used = g->hostmem_used - old + now;
+    return 0;
+}
+
+/* Whether [x, x+w) x [y, y+h) lies inside a w_max x h_max resource (no overflow: u64). */
+static bool rect_inside(const struct virtio_gpu_rect *r, uint32_t w_max, uint32_t h_max)
+{
+    return (uint64_t)r->x + r->width <= w_max && (uint64_t)r->y + r->height <= h_max;
+}
+
+static bool charge(struct vgpu_gpu_dev *g, uint64_t bytes)
+{
+    if (bytes > g->opts.max_hostmem || g->hostmem_used > g->opts.max_hostmem - bytes)
+        return false;
+    g->hostmem_used += bytes;
+    return true;
+}
+
+/* --- display ------------------------------------------------------------------------------ */
+
+static uint32_t scanout_limit(const struct vgpu_gpu_dev *g)
+{
+    /* QEMU owns num_scanouts when it shows the display (its max_outputs, up to 16). */
+    return g->display ? VGPU_GPU_MAX_OUTPUTS : g->opts.outputs;
+}
+
+static void display_info_from_options(struct vgpu_gpu_dev *g)
+{
+    memset(&g->display_info, 0, sizeof(g->display_info));
+    g->display_info.hdr.type = VIRTIO_GPU_RESP_OK_DISPLAY_INFO;
+    for (unsigned int i = 0; i < g->opts.outputs; i++) {
+        g->display_info.pmodes[i].r.width = g->opts.size[i].width;
+        g->display_info.pmodes[i].r.height = g->opts.size[i].height;
+        g->display_info.pmodes[i].enabled = 1;
+    }
+}
+
+static void fill_display_info(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    if (resp_prepare(c, VIRTIO_GPU_RESP_OK_DISPLAY_INFO, sizeof(g->display_info)))
+        memcpy(c->resp + sizeof(struct virtio_gpu_ctrl_hdr),
+               (const uint8_t *)&g->display_info + sizeof(struct virtio_gpu_ctrl_hdr),
+               sizeof(g->display_info) - sizeof(struct virtio_gpu_ctrl_hdr));
+}
+
+static void fill_edid(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c, uint32_t scanout)
+{
+    if (!resp_prepare(c, VIRTIO_GPU_RESP_OK_EDID, sizeof(struct virtio_gpu_resp_edid)))
+        return;
+    struct virtio_gpu_resp_edid *e = (struct virtio_gpu_resp_edid *)c->resp;
+    uint32_t w = g->display_info.pmodes[scanout].r.width;
+    uint32_t h = g->display_info.pmodes[scanout].r.height;
+    if (!w || !h) {
+        w = g->opts.size[scanout].width;
+        h = g->opts.size[scanout].height;
+    }
+    e->size = (uint32_t)vgpu_edid_generate(e->edid, sizeof(e->edid), w, h, scanout);
+}
+
+static void submit(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c);
+
+static void on_display_info(void *data, int status, const struct virtio_gpu_resp_display_info *info)
+{
+    struct display_req *req = data;
+    struct vgpu_gpu_dev *g = req->g;
+    if (status == 0) {
+        g->display_info = *info;
+        g->display_info.hdr.type = VIRTIO_GPU_RESP_OK_DISPLAY_INFO;
+    } else {
+        vgpu_warn("gpu: no display info from the front-end (%s): answering from our own",
+                  strerror(-status));
+    }
+    if (req->cmd) {
+        fill_display_info(g, req->cmd);
+        submit(g, req->cmd);
+        vgpu_render_kick(g->render);
+    }
+    if (g->waiting == req)
+        g->waiting = NULL;
+    free(req);
+    if (!g->destroying && !g->waiting)
+        queue_kick(g, VGPU_GPU_QUEUE_CONTROL);
+}
+
+static void on_edid(void *data, int status, const struct virtio_gpu_resp_edid *edid)
+{
+    struct display_req *req = data;
+    struct vgpu_gpu_dev *g = req->g;
+    if (req->cmd) {
+        if (status == 0 && edid->size <= sizeof(edid->edid)) {
+            if (resp_prepare(req->cmd, VIRTIO_GPU_RESP_OK_EDID, sizeof(*edid)))
+                memcpy(req->cmd->resp + sizeof(struct virtio_gpu_ctrl_hdr),
+                       (const uint8_t *)edid + sizeof(struct virtio_gpu_ctrl_hdr),
+                       sizeof(*edid) - sizeof(struct virtio_gpu_ctrl_hdr));
+        } else {
+            vgpu_warn("gpu: no EDID from the front-end (%s): generating one",
+                      status ? strerror(-status) : "bad size");
+            fill_edid(g, req->cmd, req->scanout);
+        }
+        submit(g, req->cmd);
+        vgpu_render_kick(g->render);
+    }
+    if (g->waiting == req)
+        g->waiting = NULL;
+    free(req);
+    if (!g->destroying && !g->waiting)
+        queue_kick(g, VGPU_GPU_QUEUE_CONTROL);
+}
+
+static void on_display_ready(void *data, uint64_t features)
+{
+    vgpu_info("display socket ready, protocol features 0x%llx", (unsigned long long)features);
+}
+
+static void on_frame_done(void *data, struct vgpu_frame *frame, bool sent)
+{
+    struct vgpu_gpu_dev *g = data;
+    vgpu_render_return_frame(g->render, frame);
+}
+
+static void display_drop(struct vgpu_gpu_dev *g);
+
+static void on_display_closed(void *data)
+{
+    struct vgpu_gpu_dev *g = data;
+    vgpu_info("display socket closed by the front-end");
+    /* Allowed from inside its own callback (vhost_display.h). */
+    display_drop(g);
+}
+
+static const struct vgpu_vdisplay_ops display_ops = {
+    .ready = on_display_ready,
+    .frame_done = on_frame_done,
+    .closed = on_display_closed,
+};
+
+static void display_drop(struct vgpu_gpu_dev *g)
+{
+    struct vgpu_vdisplay *d = g->display;
+    g->display = NULL;
+    /* Pending requests are answered (-ECANCELED) and frames returned from in here. */
+    vgpu_vdisplay_destroy(d);
+}
+
+static void gpu_set_display_socket(void *opaque, int fd)
 {
     struct vgpu_gpu_dev *g = opaque;
-    if (g->display_fd >= 0)
-        close(g->display_fd);
-    vgpu_chain_finish(&g->chain);
-    free(g);
+    /* QEMU sends a new socket at every DRIVER_OK: the old one is dead, replace it cleanly. */
+    if (g->display) {
+        vgpu_info("display socket replaced");
+        display_drop(g);
+    }
+    g->display =
+        vgpu_vdisplay_create(fd, vgpu_vu_dev_watcher(g->vu), VGPU_GPU_MAX_OUTPUTS, &display_ops, g);
+    if (!g->display) {
+        vgpu_err("cannot use the display socket");
+        return;
+    }
+    vgpu_vdisplay_set_timeout(g->display, g->opts.display_timeout_ms);
 }
+
+static void deliver_event(struct vgpu_gpu_dev *g, struct vgpu_pevent *ev)
+{
+    struct vgpu_vdisplay *d = g->display;
+    switch (ev->type) {
+    case VGPU_PEVENT_SCANOUT:
+        if (d)
+            vgpu_vdisplay_scanout(d, ev->scanout_id, ev->width, ev->height);
+        break;
+    case VGPU_PEVENT_FRAME:
+        if (d)
+            vgpu_vdisplay_update(d, ev->frame);
+        else
+            vgpu_render_return_frame(g->render, ev->frame);
+        break;
+    case VGPU_PEVENT_CURSOR_IMAGE:
+        if (d)
+            vgpu_vdisplay_cursor_update(d, ev->scanout_id, ev->x, ev->y, ev->hot_x, ev->hot_y,
+                                        ev->image);
+        break;
+    case VGPU_PEVENT_CURSOR_MOVE:
+        if (d)
+            vgpu_vdisplay_cursor_move(d, ev->scanout_id, ev->x, ev->y, ev->visible);
+        break;
+    }
+    free(ev->image);
+    free(ev);
+}
+
+/* --- command decoding and validation ------------------------------------------------------ */
+
+/* Copies the fixed part of the request; false when the chain holds fewer bytes. */
+static bool read_req(struct vgpu_rcmd *c, void *req, size_t size)
+{
+    if (c->chain.out_bytes < size) {
+        vgpu_warn("gpu: command 0x%x: %llu request bytes, needs %zu", c->hdr.type,
+                  (unsigned long long)c->chain.out_bytes, size);
+        return false;
+    }
+    vgpu_iov_to_buf(vgpu_chain_iov(&c->chain), c->chain.out_num, 0, req, size);
+    return true;
+}
+
+/* Handlers return 0, or the VIRTIO_GPU_RESP_ERR_* the response must carry. */
+#define READ_REQ(c, req)                                                                           \
+    do {                                                                                           \
+        if (!read_req((c), &(req), sizeof(req)))                                                   \
+            return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;                                          \
+    } while (0)
+
+static struct res_meta *lookup(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c, uint32_t id)
+{
+    struct res_meta *m = id ? vgpu_idmap_get(g->resources, id) : NULL;
+    if (!m)
+        vgpu_warn("gpu: command 0x%x: no resource %u", c->hdr.type, id);
+    return m;
+}
+
+static uint32_t cmd_create_2d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_resource_create_2d req;
+    READ_REQ(c, req);
+    if (req.resource_id == 0 || vgpu_idmap_get(g->resources, req.resource_id)) {
+        vgpu_warn("gpu: create_2d: resource id %u is %s", req.resource_id,
+                  req.resource_id ? "in use" : "reserved");
+        return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+    }
+    if (!vgpu_format_is_valid(req.format) || req.width == 0 || req.height == 0) {
+        vgpu_warn("gpu: create_2d %u: format %u size %ux%u refused", req.resource_id, req.format,
+                  req.width, req.height);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    /* Both factors are below 2^32 and BPP is 4: the product fits in 66 bits... so check. */
+    uint64_t bytes;
+    if (__builtin_mul_overflow((uint64_t)req.width, (uint64_t)req.height, &bytes) ||
+        __builtin_mul_overflow(bytes, (uint64_t)BPP, &bytes) || bytes > SIZE_MAX / 2) {
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    }
+    if (vgpu_idmap_count(g->resources) >= g->opts.max_resources) {
+        vgpu_warn("gpu: create_2d %u: the guest already has %u resources", req.resource_id,
+                  g->opts.max_resources);
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    }
+    struct res_meta *m = calloc(1, sizeof(*m));
+    if (!m)
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    if (!charge(g, bytes)) {
+        vgpu_warn("gpu: create_2d %u: %ux%u exceeds the guest's host memory limit", req.resource_id,
+                  req.width, req.height);
+        free(m);
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    }
+    *m = (struct res_meta){
+        .id = req.resource_id,
+        .format = req.format,
+        .width = req.width,
+        .height = req.height,
+        .serial = ++g->next_serial,
+        .bytes = bytes,
+    };
+    if (vgpu_idmap_insert(g->resources, m->id, m) < 0) {
+        meta_free(g, m);
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    }
+    c->op = VGPU_ROP_CREATE_2D;
+    c->serial = m->serial;
+    c->u.create_2d.res_id = m->id;
+    c->u.create_2d.format = m->format;
+    c->u.create_2d.width = m->width;
+    c->u.create_2d.height = m->height;
+    return 0;
+}
+
+static uint32_t cmd_unref(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_resource_unref req;
+    READ_REQ(c, req);
+    struct res_meta *m = lookup(g, c, req.resource_id);
+    if (!m)
+        return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+    vgpu_idmap_remove(g->resources, m->id);
+    meta_free(g, m);
+    /* The render thread disables scanouts showing it before freeing the pixels. */
+    c->op = VGPU_ROP_UNREF;
+    c->u.res_id = req.resource_id;
+    return 0;
+}
+
+static uint32_t cmd_set_scanout(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_set_scanout req;
+    READ_REQ(c, req);
+    if (req.scanout_id >= scanout_limit(g)) {
+        vgpu_warn("gpu: set_scanout: scanout %u does not exist", req.scanout_id);
+        return VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID;
+    }
+    c->op = VGPU_ROP_SET_SCANOUT;
+    c->u.scanout.scanout_id = req.scanout_id;
+    c->u.scanout.res_id = req.resource_id;
+    if (req.resource_id == 0)
+        return 0; /* disable */
+    struct res_meta *m = lookup(g, c, req.resource_id);
+    if (!m)
+        return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+    if (req.r.width == 0 || req.r.height == 0 || !rect_inside(&req.r, m->width, m->height)) {
+        vgpu_warn("gpu: set_scanout: rect %ux%u+%u+%u outside resource %u (%ux%u)", req.r.width,
+                  req.r.height, req.r.x, req.r.y, m->id, m->width, m->height);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    c->u.scanout.r = req.r;
+    return 0;
+}
+
+static uint32_t cmd_flush(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_resource_flush req;
+    READ_REQ(c, req);
+    struct res_meta *m = lookup(g, c, req.resource_id);
+    if (!m)
+        return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+    if (!rect_inside(&req.r, m->width, m->height)) {
+        vgpu_warn("gpu: flush: rect outside resource %u", m->id);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    c->op = VGPU_ROP_FLUSH;
+    c->u.flush.res_id = m->id;
+    c->u.flush.r = req.r;
+    return 0;
+}
+
+/* Copies the iovecs covering [off, off+len) of the backing into a new array. */
+static struct iovec *slice_iov(const struct res_meta *m, uint64_t off, uint64_t len,
+                               unsigned int *out_n)
+{
+    unsigned int first = 0;
+    uint64_t base = 0;
+    while (first < m->niov && base + m->iov[first].iov_len <= off) {
+        base += m->iov[first].iov_len;
+        first++;
+    }
+    unsigned int last = first;
+    uint64_t end = base;
+    while (last < m->niov && end < off + len) {
+        end += m->iov[last].iov_len;
+        last++;
+    }
+    unsigned int n = last - first;
+    struct iovec *iov = malloc((n ? n : 1) * sizeof(*iov));
+    if (!iov)
+        return NULL;
+    memcpy(iov, m->iov + first, n * sizeof(*iov));
+    if (n) {
+        size_t skip = (size_t)(off - base);
+        iov[0].iov_base = (uint8_t *)iov[0].iov_base + skip;
+        iov[0].iov_len -= skip;
+        size_t over = (size_t)(end - (off + len));
+        iov[n - 1].iov_len -= over;
+    }
+    *out_n = n;
+    return iov;
+}
+
+static uint32_t cmd_transfer_2d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_transfer_to_host_2d req;
+    READ_REQ(c, req);
+    struct res_meta *m = lookup(g, c, req.resource_id);
+    if (!m)
+        return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+    if (!rect_inside(&req.r, m->width, m->height)) {
+        vgpu_warn("gpu: transfer_to_host_2d: rect %ux%u+%u+%u outside resource %u (%ux%u)",
+                  req.r.width, req.r.height, req.r.x, req.r.y, m->id, m->width, m->height);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    if (!m->entries) {
+        vgpu_warn("gpu: transfer_to_host_2d: resource %u has no backing", m->id);
+        return VIRTIO_GPU_RESP_ERR_UNSPEC;
+    }
+    if (req.r.width == 0 || req.r.height == 0)
+        return 0; /* nothing to copy: OK */
+    if (meta_translate(g, m) < 0) {
+        vgpu_warn("gpu: transfer_to_host_2d: backing of resource %u is no longer in guest "
+                  "memory",
+                  m->id);
+        return VIRTIO_GPU_RESP_ERR_UNSPEC;
+    }
+    /* Rows are resource-width apart in the backing, starting at offset (Linux, QEMU). */
+    uint64_t stride = (uint64_t)m->width * BPP;
+    uint64_t span = stride * (req.r.height - 1) + (uint64_t)req.r.width * BPP;
+    if (req.offset > m->backing_len || span > m->backing_len - req.offset) {
+        vgpu_warn("gpu: transfer_to_host_2d: %llu bytes at offset %llu, backing has %llu",
+                  (unsigned long long)span, (unsigned long long)req.offset,
+                  (unsigned long long)m->backing_len);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    unsigned int n;
+    struct iovec *iov = slice_iov(m, req.offset, span, &n);
+    if (!iov)
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    c->op = VGPU_ROP_TRANSFER_2D;
+    c->u.transfer.res_id = m->id;
+    c->u.transfer.r = req.r;
+    c->u.transfer.stride = (uint32_t)stride;
+    c->u.transfer.iov = iov;
+    c->u.transfer.niov = n;
+    return 0;
+}
+
+static uint32_t cmd_attach_backing(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_resource_attach_backing req;
+    READ_REQ(c, req);
+    struct res_meta *m = lookup(g, c, req.resource_id);
+    if (!m)
+        return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+    if (m->entries) {
+        vgpu_warn("gpu: attach_backing: resource %u already has backing", m->id);
+        return VIRTIO_GPU_RESP_ERR_UNSPEC;
+    }
+    if (req.nr_entries == 0 || req.nr_entries > MAX_BACKING_ENTRIES) {
+        vgpu_warn("gpu: attach_backing: %u entries", req.nr_entries);
+        return VIRTIO_GPU_RESP_ERR_UNSPEC;
+    }
+    /* The entries must be in the chain: bound the allocation by the bytes really there. */
+    uint64_t need = sizeof(req) + (uint64_t)req.nr_entries * sizeof(struct virtio_gpu_mem_entry);
+    if (c->chain.out_bytes < need) {
+        vgpu_warn("gpu: attach_backing: %u entries but only %llu request bytes", req.nr_entries,
+                  (unsigned long long)c->chain.out_bytes);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    size_t table = req.nr_entries * sizeof(struct virtio_gpu_mem_entry);
+    if (!charge(g, table))
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    m->bytes += table;
+    m->entries = malloc(table);
+    if (!m->entries) {
+        m->bytes -= table;
+        g->hostmem_used -= table;
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    }
+    m->nentries = req.nr_entries;
+    vgpu_iov_to_buf(vgpu_chain_iov(&c->chain), c->chain.out_num, sizeof(req), m->entries, table);
+    int r = meta_translate(g, m);
+    if (r < 0) {
+        vgpu_warn("gpu: attach_backing: resource %u: %s", m->id,
+                  r == -EFAULT ? "an entry is outside guest memory" : "out of memory");
+        meta_detach(g, m);
+        return r == -EFAULT ? VIRTIO_GPU_RESP_ERR_UNSPEC : VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    }
+    if (!charge(g, 0)) /* the translated table counted in meta_translate */
+        vgpu_dbg("gpu: host memory now above the limit after translation");
+    return 0;
+}
+
+static uint32_t cmd_detach_backing(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_resource_detach_backing req;
+    READ_REQ(c, req);
+    struct res_meta *m = lookup(g, c, req.resource_id);
+    if (!m)
+        return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+    if (!m->entries) {
+        vgpu_warn("gpu: detach_backing: resource %u has no backing", m->id);
+        return VIRTIO_GPU_RESP_ERR_UNSPEC;
+    }
+    /* Transfers already queued carry their own copy of the iovecs. */
+    meta_detach(g, m);
+    return 0;
+}
+
+static uint32_t cmd_get_display_info(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_ctrl_hdr req;
+    READ_REQ(c, req);
+    if (g->display) {
+        struct display_req *dr = calloc(1, sizeof(*dr));
+        if (dr) {
+            dr->g = g;
+            dr->cmd = c;
+            if (vgpu_vdisplay_get_display_info(g->display, on_display_info, dr) == 0) {
+                g->waiting = dr;
+                return 0;
+            }
+            free(dr);
+        }
+    }
+    fill_display_info(g, c);
+    return 0;
+}
+
+static uint32_t cmd_get_edid(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_cmd_get_edid req;
+    READ_REQ(c, req);
+    if (!(g->features & BIT(VIRTIO_GPU_F_EDID)))
+        return VIRTIO_GPU_RESP_ERR_UNSPEC;
+    if (req.scanout >= scanout_limit(g))
+        return VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID;
+    if (g->display && (vgpu_vdisplay_features(g->display) & VGPU_VDISPLAY_F_EDID)) {
+        struct display_req *dr = calloc(1, sizeof(*dr));
+        if (dr) {
+            dr->g = g;
+            dr->cmd = c;
+            dr->scanout = req.scanout;
+            if (vgpu_vdisplay_get_edid(g->display, req.scanout, on_edid, dr) == 0) {
+                g->waiting = dr;
+                return 0;
+            }
+            free(dr);
+        }
+    }
+    fill_edid(g, c, req.scanout);
+    return 0;
+}
+
+static uint32_t cmd_assign_uuid(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_resource_assign_uuid req;
+    READ_REQ(c, req);
+    if (!(g->features & BIT(VIRTIO_GPU_F_RESOURCE_UUID)))
+        return VIRTIO_GPU_RESP_ERR_UNSPEC;
+    struct res_meta *m = lookup(g, c, req.resource_id);
+    if (!m)
+        return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+    if (!m->has_uuid) {
+        if (getrandom(m->uuid, sizeof(m->uuid), 0) != (ssize_t)sizeof(m->uuid))
+            return VIRTIO_GPU_RESP_ERR_UNSPEC;
+        m->uuid[6] = (uint8_t)((m->uuid[6] & 0x0f) | 0x40); /* version 4 */
+        m->uuid[8] = (uint8_t)((m->uuid[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+        m->has_uuid = true;
+    }
+    if (resp_prepare(c, VIRTIO_GPU_RESP_OK_RESOURCE_UUID,
+                     sizeof(struct virtio_gpu_resp_resource_uuid)))
+        memcpy(((struct virtio_gpu_resp_resource_uuid *)c->resp)->uuid, m->uuid, 16);
+    return 0;
+}
+
+static uint32_t cmd_get_capset_info(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_get_capset_info req;
+    READ_REQ(c, req);
+    /* No capsets without 3D. */
+    vgpu_warn("gpu: get_capset_info: index %u, device has %u capsets", req.capset_index,
+              g->config.num_capsets);
+    return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+}
+
+static uint32_t cmd_get_capset(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_get_capset req;
+    READ_REQ(c, req);
+    vgpu_warn("gpu: get_capset: capset %u is not supported", req.capset_id);
+    return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+}
+
+/* Decodes one control command into c: a render op, or a ready response (op NONE). */
+static void decode_control(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    resp_prepare(c, VIRTIO_GPU_RESP_OK_NODATA, sizeof(struct virtio_gpu_ctrl_hdr));
+    if (!read_req(c, &c->hdr, sizeof(c->hdr))) {
+        memset(&c->hdr, 0, sizeof(c->hdr));
+        resp_error(c, VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+        return;
+    }
+    vgpu_dbg("gpu: control 0x%x flags 0x%x fence %llu", c->hdr.type, c->hdr.flags,
+             (unsigned long long)c->hdr.fence_id);
+    uint32_t err;
+    switch (c->hdr.type) {
+    case VIRTIO_GPU_CMD_GET_DISPLAY_INFO:
+        err = cmd_get_display_info(g, c);
+        break;
+    case VIRTIO_GPU_CMD_RESOURCE_CREATE_2D:
+        err = cmd_create_2d(g, c);
+        break;
+    case VIRTIO_GPU_CMD_RESOURCE_UNREF:
+        err = cmd_unref(g, c);
+        break;
+    case VIRTIO_GPU_CMD_SET_SCANOUT:
+        err = cmd_set_scanout(g, c);
+        break;
+    case VIRTIO_GPU_CMD_RESOURCE_FLUSH:
+        err = cmd_flush(g, c);
+        break;
+    case VIRTIO_GPU_CMD_TRANSFER_TO_HOST_2D:
+        err = cmd_transfer_2d(g, c);
+        break;
+    case VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING:
+        err = cmd_attach_backing(g, c);
+        break;
+    case VIRTIO_GPU_CMD_RESOURCE_DETACH_BACKING:
+        err = cmd_detach_backing(g, c);
+        break;
+    case VIRTIO_GPU_CMD_GET_CAPSET_INFO:
+        err = cmd_get_capset_info(g, c);
+        break;
+    case VIRTIO_GPU_CMD_GET_CAPSET:
+        err = cmd_get_capset(g, c);
+        break;
+    case VIRTIO_GPU_CMD_GET_EDID:
+        err = cmd_get_edid(g, c);
+        break;
+    case VIRTIO_GPU_CMD_RESOURCE_ASSIGN_UUID:
+        err = cmd_assign_uuid(g, c);
+        break;
+    default:
+        /* 3D and blob commands need features this device does not offer. */
+        vgpu_warn("gpu: unsupported control command 0x%x", c->hdr.type);
+        err = VIRTIO_GPU_RESP_ERR_UNSPEC;
+        break;
+    }
+    /* The one spot where a refused command gets its error response. */
+    if (err)
+        resp_error(c, err);
+}
+
+/* Cursor commands have no response; bad ones are logged and ignored. */
+static void decode_cursor(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    c->resp_len = 0;
+    struct virtio_gpu_update_cursor req;
+    if (!read_req(c, &req, sizeof(req)))
+        return;
+    c->hdr = req.hdr;
+    if (req.hdr.type != VIRTIO_GPU_CMD_UPDATE_CURSOR &&
+        req.hdr.type != VIRTIO_GPU_CMD_MOVE_CURSOR) {
+        vgpu_warn("gpu: command 0x%x on the cursor queue", req.hdr.type);
+        return;
+    }
+    if (req.pos.scanout_id >= scanout_limit(g)) {
+        vgpu_warn("gpu: cursor on scanout %u, which does not exist", req.pos.scanout_id);
+        return;
+    }
+    if (req.hdr.type == VIRTIO_GPU_CMD_UPDATE_CURSOR && req.resource_id) {
+        struct res_meta *m = vgpu_idmap_get(g->resources, req.resource_id);
+        if (!m) {
+            vgpu_warn("gpu: update_cursor: no resource %u", req.resource_id);
+            return;
+        }
+        if (m->width != VGPU_CURSOR_SIZE || m->height != VGPU_CURSOR_SIZE) {
+            vgpu_warn("gpu: update_cursor: resource %u is %ux%u, not 64x64", m->id, m->width,
+                      m->height);
+            return;
+        }
+    }
+    c->op = req.hdr.type == VIRTIO_GPU_CMD_UPDATE_CURSOR ? VGPU_ROP_CURSOR_UPDATE
+                                                         : VGPU_ROP_CURSOR_MOVE;
+    c->u.cursor.scanout_id = req.pos.scanout_id;
+    c->u.cursor.x = req.pos.x;
+    c->u.cursor.y = req.pos.y;
+    c->u.cursor.res_id = req.resource_id;
+    c->u.cursor.hot_x = req.hot_x;
+    c->u.cursor.hot_y = req.hot_y;
+}
+
+/* --- queues and completions --------------------------------------------------------------- */
+
+static void submit(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    /* queue_kick only pops while there is room, so this cannot fail. */
+    if (!vgpu_render_submit(g->render, c)) {
+        vgpu_err("gpu: render ring unexpectedly full");
+        abort();
+    }
+    g->inflight++;
+}
+
+static void complete(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    g->inflight--;
+    if (c->op == VGPU_ROP_CREATE_2D && resp_is_error(c->resp_type)) {
+        /* The render thread could not allocate: forget the resource if it is still ours. */
+        struct res_meta *m = vgpu_idmap_get(g->resources, c->u.create_2d.res_id);
+        if (m && m->serial == c->serial) {
+            vgpu_idmap_remove(g->resources, m->id);
+            meta_free(g, m);
+        }
+    }
+    struct vgpu_vring *vr = vgpu_vu_dev_vring(g->vu, c->queue); /* NULL: no ring (reset) */
+    if (vr && vgpu_vring_is_started(vr)) {
+        vgpu_vring_push(vr, c->chain.head, resp_write(c));
+        g->notify_pending[c->queue] = true;
+    }
+    cmd_free(g, c);
+}
+
+static void flush_notifications(struct vgpu_gpu_dev *g)
+{
+    for (unsigned int q = 0; q < VGPU_VU_NUM_QUEUES; q++) {
+        if (g->notify_pending[q]) {
+            g->notify_pending[q] = false;
+            vgpu_vu_dev_notify(g->vu, q);
+        }
+    }
+}
+
+/* Handles every completion and event queued by the render thread. */
+static void process(struct vgpu_gpu_dev *g)
+{
+    struct vgpu_rmsg *m;
+    while ((m = vgpu_render_next(g->render))) {
+        if (m->kind == VGPU_RMSG_CMD)
+            complete(g, (struct vgpu_rcmd *)m);
+        else
+            deliver_event(g, (struct vgpu_pevent *)m);
+    }
+    flush_notifications(g);
+}
+
+void vgpu_gpu_dev_process_completions(struct vgpu_gpu_dev *g)
+{
+    process(g);
+    /* Room freed in the ring: pick up commands we left in the guest's queues. */
+    if (!g->draining && !g->destroying) {
+        queue_kick(g, VGPU_GPU_QUEUE_CONTROL);
+        queue_kick(g, VGPU_GPU_QUEUE_CURSOR);
+    }
+}
+
+/* Waits until the render thread has finished everything submitted (bounded by its work). */
+static void drain(struct vgpu_gpu_dev *g)
+{
+    bool was = g->draining;
+    g->draining = true;
+    int waited = 0;
+    while (g->inflight > 0) {
+        if (vgpu_render_wait(g->render, 100) < 0 && (waited += 100) % DRAIN_WARN_MS == 0)
+            vgpu_warn("gpu: still waiting for %u commands on the render thread", g->inflight);
+        process(g);
+    }
+    g->draining = was;
+}
+
+static void queue_kick(void *opaque, unsigned int q)
+{
+    struct vgpu_gpu_dev *g = opaque;
+    if (g->draining || g->destroying || !vgpu_vu_dev_queue_ready(g->vu, q))
+        return;
+    /* The control queue waits while a front-end reply is pending: answers stay in order. */
+    if (q == VGPU_GPU_QUEUE_CONTROL && g->waiting)
+        return;
+    struct vgpu_vring *vr = vgpu_vu_dev_vring(g->vu, q);
+    bool submitted = false;
+
+    /*
+     * Back-pressure: pop only while the render ring has room (the guest's ring is the buffer),
+     * keeping one slot for a command that waits for the front-end's reply.
+     */
+    while (vgpu_render_free_slots(g->render) > 1) {
+        struct vgpu_rcmd *c = cmd_alloc(g);
+        if (!c)
+            break;
+        int r = vgpu_vring_pop(vr, &c->chain);
+        if (r == -EAGAIN || r == -EPROTO) {
+            cmd_free(g, c);
+            break;
+        }
+        c->queue = q;
+        if (r == -EINVAL) {
+            /* A refused chain goes back unanswered, so the driver can reclaim it. */
+            vgpu_vring_push(vr, c->chain.head, 0);
+            g->notify_pending[q] = true;
+            cmd_free(g, c);
+            continue;
+        }
+        if (q == VGPU_GPU_QUEUE_CONTROL)
+            decode_control(g, c);
+        else
+            decode_cursor(g, c);
+        if (g->waiting && g->waiting->cmd == c)
+            break; /* answered when the front-end replies */
+        submit(g, c);
+        submitted = true;
+    }
+    if (submitted)
+        vgpu_render_kick(g->render);
+    flush_notifications(g);
+}
+
+/* --- the device interface ----------------------------------------------------------------- */
 
 static uint64_t gpu_get_features(void *opaque)
 {
-    /* Device-specific bits (EDID, VIRGL, ...) arrive with the commands that back them. */
-    return 0;
+    return BIT(VIRTIO_GPU_F_EDID) | BIT(VIRTIO_GPU_F_RESOURCE_UUID);
 }
 
 static int gpu_set_features(void *opaque, uint64_t features)
 {
+    struct vgpu_gpu_dev *g = opaque;
+    g->features = features;
     return 0;
 }
 
@@ -69,97 +1059,74 @@ static int gpu_set_config(void *opaque, const uint8_t *buf, uint32_t offset, uin
     return 0;
 }
 
-static void gpu_set_display_socket(void *opaque, int fd)
+/* Answers the command waiting for the front-end from what we know, before its ring stops. */
+static void answer_waiting(struct vgpu_gpu_dev *g)
 {
-    struct vgpu_gpu_dev *g = opaque;
-    /* QEMU sends a new socket at every DRIVER_OK: the old one is dead, replace it. */
-    if (g->display_fd >= 0) {
-        vgpu_info("display socket replaced");
-        close(g->display_fd);
-    }
-    g->display_fd = fd;
-}
-
-/* Writes resp into the chain's device-writable part; returns the bytes written. */
-static uint32_t write_response(struct vgpu_chain *c, const void *resp, size_t len)
-{
-    const struct iovec *iov = vgpu_chain_iov(c) + c->out_num;
-    return (uint32_t)vgpu_iov_from_buf(iov, c->in_num, 0, resp, len);
-}
-
-static uint32_t handle_control(struct vgpu_gpu_dev *g, struct vgpu_chain *c)
-{
-    struct virtio_gpu_ctrl_hdr req = {0};
-    size_t got = vgpu_iov_to_buf(vgpu_chain_iov(c), c->out_num, 0, &req, sizeof(req));
-    struct virtio_gpu_ctrl_hdr resp = {0};
-
-    if (got < sizeof(req)) {
-        vgpu_warn("control: request of %zu bytes is shorter than its header", got);
-        memset(&req, 0, sizeof(req));
-    }
-    vgpu_dbg("control: command 0x%x flags 0x%x fence %llu", req.type, req.flags,
-             (unsigned long long)req.fence_id);
-
-    /* No command is implemented yet: the spec's error answer, with the fence echoed. */
-    resp.type = VIRTIO_GPU_RESP_ERR_UNSPEC;
-    if (req.flags & VIRTIO_GPU_FLAG_FENCE) {
-        resp.flags = VIRTIO_GPU_FLAG_FENCE;
-        resp.fence_id = req.fence_id;
-        resp.ctx_id = req.ctx_id;
-    }
-    if (c->in_bytes < sizeof(resp)) {
-        vgpu_warn("control: command 0x%x: response buffer of %llu bytes is too small", req.type,
-                  (unsigned long long)c->in_bytes);
-        return 0;
-    }
-    return write_response(c, &resp, sizeof(resp));
-}
-
-static uint32_t handle_cursor(struct vgpu_gpu_dev *g, struct vgpu_chain *c)
-{
-    struct virtio_gpu_update_cursor cmd;
-    size_t got = vgpu_iov_to_buf(vgpu_chain_iov(c), c->out_num, 0, &cmd, sizeof(cmd));
-    if (got < sizeof(cmd))
-        vgpu_warn("cursor: request of %zu bytes, expected %zu", got, sizeof(cmd));
+    struct display_req *dr = g->waiting;
+    if (!dr || !dr->cmd)
+        return;
+    struct vgpu_rcmd *c = dr->cmd;
+    dr->cmd = NULL;
+    g->waiting = NULL;
+    if (c->hdr.type == VIRTIO_GPU_CMD_GET_EDID)
+        fill_edid(g, c, dr->scanout);
     else
-        vgpu_dbg("cursor: command 0x%x", cmd.hdr.type);
-    /* Cursor commands have no response. */
-    return 0;
-}
-
-static void gpu_queue_kick(void *opaque, unsigned int q)
-{
-    struct vgpu_gpu_dev *g = opaque;
-    struct vgpu_vring *vr = vgpu_vu_dev_vring(g->vu, q);
-    bool pushed = false;
-
-    for (;;) {
-        int r = vgpu_vring_pop(vr, &g->chain);
-        if (r == -EAGAIN || r == -EPROTO)
-            break;
-        uint32_t len = 0;
-        if (r == 0)
-            len = q == VGPU_GPU_QUEUE_CONTROL ? handle_control(g, &g->chain)
-                                              : handle_cursor(g, &g->chain);
-        /* A refused chain (-EINVAL) goes back unanswered so the driver can reclaim it. */
-        vgpu_vring_push(vr, g->chain.head, len);
-        pushed = true;
-    }
-    /* One interrupt per batch, not per command. */
-    if (pushed)
-        vgpu_vu_dev_notify(g->vu, q);
+        fill_display_info(g, c);
+    submit(g, c);
+    vgpu_render_kick(g->render);
 }
 
 static void gpu_queue_stop(void *opaque, unsigned int q)
 {
-    /* Commands complete synchronously: nothing is in flight. */
+    struct vgpu_gpu_dev *g = opaque;
+    /* Everything popped from the ring is answered before it stops (GET_VRING_BASE). */
+    if (q == VGPU_GPU_QUEUE_CONTROL)
+        answer_waiting(g);
+    drain(g);
+}
+
+static void session_reset(struct vgpu_gpu_dev *g)
+{
+    answer_waiting(g);
+    drain(g);
+    vgpu_idmap_foreach(g->resources, meta_free_cb, g);
+    vgpu_idmap_destroy(g->resources);
+    g->resources = vgpu_idmap_create(g->opts.max_resources);
+    struct vgpu_rcmd *c = cmd_alloc(g);
+    if (c) {
+        c->op = VGPU_ROP_SESSION_RESET;
+        c->queue = VGPU_VU_NUM_QUEUES; /* no ring */
+        submit(g, c);
+        vgpu_render_kick(g->render);
+        drain(g);
+    }
 }
 
 static void gpu_reset(void *opaque)
 {
     struct vgpu_gpu_dev *g = opaque;
+    session_reset(g);
     g->config.events_read = 0;
     g->config.events_clear = 0;
+}
+
+static void gpu_mem_barrier(void *opaque)
+{
+    /* Transfers in flight point into guest memory: let them finish before it changes. */
+    drain(opaque);
+}
+
+static void gpu_destroy(void *opaque)
+{
+    struct vgpu_gpu_dev *g = opaque;
+    session_reset(g);
+    g->destroying = true;
+    if (g->display)
+        display_drop(g);
+    process(g); /* frames the display gave back, events still queued */
+    vgpu_idmap_destroy(g->resources);
+    pool_destroy(g);
+    free(g);
 }
 
 static const struct vgpu_vu_device gpu_device = {
@@ -170,23 +1137,30 @@ static const struct vgpu_vu_device gpu_device = {
     .get_config = gpu_get_config,
     .set_config = gpu_set_config,
     .set_display_socket = gpu_set_display_socket,
-    .queue_kick = gpu_queue_kick,
+    .queue_kick = queue_kick,
     .queue_stop = gpu_queue_stop,
     .reset = gpu_reset,
+    .mem_barrier = gpu_mem_barrier,
 };
 
 struct vgpu_gpu_dev *vgpu_gpu_dev_attach(struct vgpu_vu_dev *vu,
-                                         const struct vgpu_gpu_options *opts)
+                                         const struct vgpu_gpu_options *opts,
+                                         struct vgpu_render *render)
 {
     struct vgpu_gpu_dev *g = calloc(1, sizeof(*g));
     if (!g)
         return NULL;
+    g->resources = vgpu_idmap_create(opts->max_resources);
+    if (!g->resources) {
+        free(g);
+        return NULL;
+    }
     g->vu = vu;
     g->opts = *opts;
-    g->display_fd = -1;
+    g->render = render;
     g->config.num_scanouts = opts->outputs;
     g->config.num_capsets = 0;
-    vgpu_chain_init(&g->chain);
+    display_info_from_options(g);
     vgpu_vu_dev_set_device(vu, &gpu_device, g);
     return g;
 }

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VGPU_RENDER_CMD_H
+#define VGPU_RENDER_CMD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <linux/virtio_gpu.h>
+
+#include "present/frame.h"
+#include "virtio/vring.h"
+
+/*
+ * What crosses between the reactor and the render thread (DESIGN.md): a whole command one way,
+ * the same object back as its completion, plus presentation events from the render thread.
+ * Every argument here was validated by the reactor against its own view of the resources;
+ * the render thread still never trusts an index it did not check itself.
+ *
+ * Ownership: the reactor allocates a vgpu_rcmd and fills the "request" part; a successful push
+ * onto the command ring gives it to the render thread, which fills the "result" part and
+ * returns it on the completion ring. Nothing in it is shared while the other side owns it.
+ */
+
+/* Everything on the completion ring starts with this, so the reactor can tell them apart. */
+enum vgpu_rmsg_kind {
+    VGPU_RMSG_CMD,   /* a struct vgpu_rcmd coming back completed */
+    VGPU_RMSG_EVENT, /* a struct vgpu_pevent for the presenter */
+};
+
+struct vgpu_rmsg {
+    enum vgpu_rmsg_kind kind;
+};
+
+enum vgpu_rop {
+    VGPU_ROP_NONE = 0,      /* nothing to render: completes in order with resp as prepared */
+    VGPU_ROP_CREATE_2D,     /* u.create_2d */
+    VGPU_ROP_UNREF,         /* u.res_id: also disables scanouts and the cursor using it */
+    VGPU_ROP_TRANSFER_2D,   /* u.transfer: copy guest backing into the resource */
+    VGPU_ROP_SET_SCANOUT,   /* u.scanout */
+    VGPU_ROP_FLUSH,         /* u.flush */
+    VGPU_ROP_CURSOR_UPDATE, /* u.cursor: new image (res_id 0 hides) and position */
+    VGPU_ROP_CURSOR_MOVE,   /* u.cursor: position only */
+    VGPU_ROP_SESSION_RESET, /* drop every resource, scanout and cursor of the session */
+};
+
+struct vgpu_rcmd {
+    struct vgpu_rmsg msg; /* first: kind VGPU_RMSG_CMD */
+    /* --- request, filled by the reactor --- */
+    enum vgpu_rop op;
+    unsigned int queue;             /* virtqueue the command came from */
+    struct vgpu_chain chain;        /* reactor only: where the response goes */
+    struct virtio_gpu_ctrl_hdr hdr; /* the request header (type, fence, ctx) */
+    union {
+        uint32_t res_id;
+        struct {
+            uint32_t res_id, format, width, height;
+        } create_2d;
+        struct {
+            uint32_t res_id;
+            struct virtio_gpu_rect r; /* inside the resource */
+            uint32_t stride;          /* bytes per row in the backing (resource width * 4) */
+            struct iovec *iov;        /* backing bytes from the first pixel of the rect on */
+            unsigned int niov;
+        } transfer;
+        struct {
+            uint32_t scanout_id, res_id; /* res_id 0 disables */
+            struct virtio_gpu_rect r;    /* inside the resource */
+        } scanout;
+        struct {
+            uint32_t res_id;
+            struct virtio_gpu_rect r;
+        } flush;
+        struct {
+            uint32_t scanout_id, x, y;
+            uint32_t res_id, hot_x, hot_y; /* UPDATE only; res_id 0 hides */
+        } cursor;
+    } u;
+    uint64_t serial; /* reactor's identity of the resource a CREATE made */
+
+    /* --- response: prepared by the reactor or written by the render thread --- */
+    uint32_t resp_type; /* VIRTIO_GPU_RESP_* */
+    uint32_t resp_len;  /* bytes of resp to write (header included); 0 = no response */
+    uint8_t *resp;      /* resp_buf or heap */
+    uint8_t resp_buf[64];
+};
+
+/* Events the render thread produces for presenters running on the reactor. */
+enum vgpu_pevent_type {
+    VGPU_PEVENT_SCANOUT,      /* scanout_id, width/height (0: disabled) */
+    VGPU_PEVENT_FRAME,        /* frame: give it back with vgpu_render_return_frame */
+    VGPU_PEVENT_CURSOR_IMAGE, /* scanout_id, x, y, hot_x, hot_y, image */
+    VGPU_PEVENT_CURSOR_MOVE,  /* scanout_id, x, y, visible */
+};
+
+/* Allocated by the render thread, freed by the reactor with free() (and free(image)). */
+struct vgpu_pevent {
+    struct vgpu_rmsg msg; /* first: kind VGPU_RMSG_EVENT */
+    enum vgpu_pevent_type type;
+    uint32_t scanout_id;
+    uint32_t width, height;
+    uint32_t x, y, hot_x, hot_y;
+    bool visible;
+    struct vgpu_frame *frame;
+    uint32_t *image; /* CURSOR_IMAGE: VGPU_CURSOR_SIZE^2 words, heap */
+};
+
+#endif
