@@ -105,4 +105,15 @@ struct vgpu_pevent {
     uint32_t *image; /* CURSOR_IMAGE: VGPU_CURSOR_SIZE^2 words, heap */
 };
 
+/* Downcasts from the completion ring (the rmsg is the first member of both). */
+static inline struct vgpu_rcmd *vgpu_rmsg_cmd(struct vgpu_rmsg *m)
+{
+    return m->kind == VGPU_RMSG_CMD ? (struct vgpu_rcmd *)(void *)m : NULL;
+}
+
+static inline struct vgpu_pevent *vgpu_rmsg_event(struct vgpu_rmsg *m)
+{
+    return m->kind == VGPU_RMSG_EVENT ? (struct vgpu_pevent *)(void *)m : NULL;
+}
+
 #endif

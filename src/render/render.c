@@ -510,7 +510,7 @@ void vgpu_render_destroy(struct vgpu_render *r)
     struct vgpu_rmsg *m;
     while (r->compl &&(m = vgpu_spsc_pop(r->compl ))) {
         if (m->kind == VGPU_RMSG_EVENT) {
-            struct vgpu_pevent *ev = (struct vgpu_pevent *)m;
+            struct vgpu_pevent *ev = vgpu_rmsg_event(m);
             free(ev->image);
             free(ev);
         }

@@ -948,9 +948,9 @@ static void process(struct vgpu_gpu_dev *g)
     struct vgpu_rmsg *m;
     while ((m = vgpu_render_next(g->render))) {
         if (m->kind == VGPU_RMSG_CMD)
-            complete(g, (struct vgpu_rcmd *)m);
+            complete(g, vgpu_rmsg_cmd(m));
         else
-            deliver_event(g, (struct vgpu_pevent *)m);
+            deliver_event(g, vgpu_rmsg_event(m));
     }
     flush_notifications(g);
 }
