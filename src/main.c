@@ -3,6 +3,8 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,9 @@ static void usage(FILE *out)
             "  -f, --fd N                 use the inherited socket N (listening or connected)\n"
             "  -c, --print-capabilities   print the backend capabilities as JSON and exit\n"
             "      --outputs N            number of scanouts, 1..16 (default 1)\n"
+            "      --size WxH[,WxH...]    preferred size of each output (default 1280x800)\n"
+            "      --max-hostmem SIZE     host memory one guest may make us hold, with K, M\n"
+            "                             or G suffix (default 256M)\n"
             "  -l, --log-level LEVEL      error, warn, info (default) or debug\n"
             "  -v, --verbose              same as --log-level debug\n"
             "  -h, --help                 print this help and exit\n"
@@ -67,7 +72,67 @@ static void on_stop_signal(void *data, int signum)
     vgpu_reactor_stop(data);
 }
 
-enum { OPT_OUTPUTS = 256 };
+enum { OPT_OUTPUTS = 256, OPT_SIZE, OPT_MAX_HOSTMEM };
+
+/* "1920x1080,1280x800": one size per output, in order. */
+static int parse_sizes(const char *arg, struct vgpu_gpu_options *gpu)
+{
+    unsigned int i = 0;
+    const char *p = arg;
+    while (*p) {
+        char *end;
+        if (i == VGPU_GPU_MAX_OUTPUTS || *p < '0' || *p > '9')
+            return -EINVAL;
+        errno = 0;
+        unsigned long w = strtoul(p, &end, 10);
+        if (errno || *end != 'x' || end[1] < '0' || end[1] > '9')
+            return -EINVAL;
+        unsigned long h = strtoul(end + 1, &end, 10);
+        if (errno || w < 16 || h < 16 || w > 16384 || h > 16384 || (*end && *end != ','))
+            return -EINVAL;
+        gpu->size[i].width = (uint32_t)w;
+        gpu->size[i].height = (uint32_t)h;
+        i++;
+        p = *end ? end + 1 : end;
+        if (*end == ',' && !*p)
+            return -EINVAL;
+    }
+    return i ? (int)i : -EINVAL;
+}
+
+/* "512M": bytes with an optional K, M or G suffix. */
+static int parse_bytes(const char *arg, uint64_t *out)
+{
+    char *end;
+    if (*arg < '0' || *arg > '9')
+        return -EINVAL;
+    errno = 0;
+    unsigned long long v = strtoull(arg, &end, 10);
+    unsigned int shift = 0;
+    switch (*end) {
+    case 'K':
+    case 'k':
+        shift = 10;
+        end++;
+        break;
+    case 'M':
+    case 'm':
+        shift = 20;
+        end++;
+        break;
+    case 'G':
+    case 'g':
+        shift = 30;
+        end++;
+        break;
+    default:
+        break;
+    }
+    if (errno || *end || v == 0 || v > (UINT64_MAX >> shift))
+        return -EINVAL;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -76,6 +141,8 @@ int main(int argc, char **argv)
         {"fd", required_argument, NULL, 'f'},
         {"print-capabilities", no_argument, NULL, 'c'},
         {"outputs", required_argument, NULL, OPT_OUTPUTS},
+        {"size", required_argument, NULL, OPT_SIZE},
+        {"max-hostmem", required_argument, NULL, OPT_MAX_HOSTMEM},
         {"log-level", required_argument, NULL, 'l'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -98,6 +165,8 @@ int main(int argc, char **argv)
     vgpu_gpu_options_init(&opts.gpu);
     enum vgpu_log_level level = VGPU_LOG_INFO;
     unsigned long v;
+    int nsizes = 0;
+    bool outputs_given = false;
 
     opterr = 0;
     int c;
@@ -118,6 +187,15 @@ int main(int argc, char **argv)
             if (parse_uint(optarg, VGPU_GPU_MAX_OUTPUTS, &v) < 0 || v == 0)
                 return bad_usage("--outputs must be 1..16", optarg);
             opts.gpu.outputs = (unsigned int)v;
+            outputs_given = true;
+            break;
+        case OPT_SIZE:
+            if ((nsizes = parse_sizes(optarg, &opts.gpu)) < 0)
+                return bad_usage("--size takes WxH[,WxH...], 16..16384 each", optarg);
+            break;
+        case OPT_MAX_HOSTMEM:
+            if (parse_bytes(optarg, &opts.gpu.max_hostmem) < 0)
+                return bad_usage("--max-hostmem takes a size like 512M", optarg);
             break;
         case 'l':
             if (vgpu_log_parse_level(optarg, &level) < 0)
@@ -141,6 +219,9 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         return bad_usage("unexpected argument", argv[optind]);
+    /* --size 1920x1080,1280x800 alone means two outputs. */
+    if (!outputs_given && nsizes > 0)
+        opts.gpu.outputs = (unsigned int)nsizes;
     if (!opts.socket_path == (opts.fd < 0))
         return bad_usage("give exactly one of --socket-path and --fd", NULL);
 
