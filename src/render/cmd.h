@@ -81,8 +81,10 @@ struct vgpu_rcmd {
     /* --- response: prepared by the reactor or written by the render thread --- */
     uint32_t resp_type; /* VIRTIO_GPU_RESP_* */
     uint32_t resp_len;  /* bytes of resp to write (header included); 0 = no response */
-    uint8_t *resp;      /* resp_buf or heap */
-    uint8_t resp_buf[64];
+    void *resp;         /* resp_buf or heap */
+    _Alignas(8) uint8_t resp_buf[64];
+
+    struct vgpu_rcmd *next_free; /* reactor only: its pool of unused commands */
 };
 
 /* Events the render thread produces for presenters running on the reactor. */

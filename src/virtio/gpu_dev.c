@@ -63,7 +63,7 @@ struct vgpu_gpu_dev {
     struct vgpu_vdisplay *display;
     struct display_req *waiting; /* a control command waiting for a QEMU reply */
 
-    struct vgpu_rcmd *free_cmds; /* pool, linked through resp (unused while free) */
+    struct vgpu_rcmd *free_cmds; /* pool of unused commands */
     unsigned int ncmds;          /* allocated in total */
     unsigned int inflight;       /* submitted and not yet completed */
     bool draining;
@@ -93,7 +93,7 @@ static struct vgpu_rcmd *cmd_alloc(struct vgpu_gpu_dev *g)
 {
     struct vgpu_rcmd *c = g->free_cmds;
     if (c) {
-        g->free_cmds = (struct vgpu_rcmd *)c->resp;
+        g->free_cmds = c->next_free;
     } else {
         c = calloc(1, sizeof(*c));
         if (!c)
@@ -108,23 +108,22 @@ static struct vgpu_rcmd *cmd_alloc(struct vgpu_gpu_dev *g)
     return c;
 }
 
-static uint32_t cmd_free(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+static void cmd_free(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
 {
     if (c->resp != c->resp_buf)
         free(c->resp);
     if (c->op == VGPU_ROP_TRANSFER_2D)
         free(c->u.transfer.iov);
     c->op = VGPU_ROP_NONE;
-    c->resp = (uint8_t *)g->free_cmds;
+    c->next_free = g->free_cmds;
     g->free_cmds = c;
-    return 0;
 }
 
 static void pool_destroy(struct vgpu_gpu_dev *g)
 {
     while (g->free_cmds) {
         struct vgpu_rcmd *c = g->free_cmds;
-        g->free_cmds = (struct vgpu_rcmd *)c->resp;
+        g->free_cmds = c->next_free;
         vgpu_chain_finish(&c->chain);
         free(c);
     }
@@ -287,7 +286,7 @@ static void display_info_from_options(struct vgpu_gpu_dev *g)
 static void fill_display_info(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
 {
     if (resp_prepare(c, VIRTIO_GPU_RESP_OK_DISPLAY_INFO, sizeof(g->display_info)))
-        memcpy(c->resp + sizeof(struct virtio_gpu_ctrl_hdr),
+        memcpy((uint8_t *)c->resp + sizeof(struct virtio_gpu_ctrl_hdr),
                (const uint8_t *)&g->display_info + sizeof(struct virtio_gpu_ctrl_hdr),
                sizeof(g->display_info) - sizeof(struct virtio_gpu_ctrl_hdr));
 }
@@ -338,7 +337,7 @@ static void on_edid(void *data, int status, const struct virtio_gpu_resp_edid *e
     if (req->cmd) {
         if (status == 0 && edid->size <= sizeof(edid->edid)) {
             if (resp_prepare(req->cmd, VIRTIO_GPU_RESP_OK_EDID, sizeof(*edid)))
-                memcpy(req->cmd->resp + sizeof(struct virtio_gpu_ctrl_hdr),
+                memcpy((uint8_t *)req->cmd->resp + sizeof(struct virtio_gpu_ctrl_hdr),
                        (const uint8_t *)edid + sizeof(struct virtio_gpu_ctrl_hdr),
                        sizeof(*edid) - sizeof(struct virtio_gpu_ctrl_hdr));
         } else {
