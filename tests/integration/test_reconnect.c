@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -95,7 +96,13 @@ static void test_reconnect_many(void **state)
     }
     print_message("fds %d, RSS %ld KiB after warm-up, %ld KiB after %d sessions\n", fd_ref, rss_ref,
                   rss, ITERATIONS);
-    if (rss - rss_ref > RSS_SLACK_KIB) {
+    /* TSan keeps shadow memory and access history for every address ever used, so RSS
+     * grows with the number of sessions there whatever the daemon does; the fd check
+     * above still runs in that lane. */
+    const char *san = getenv("VGPU_SANITIZE");
+    if (san && strstr(san, "thread")) {
+        print_message("RSS bound not checked under ThreadSanitizer\n");
+    } else if (rss - rss_ref > RSS_SLACK_KIB) {
         print_error("RSS grew by %ld KiB over %d sessions\n", rss - rss_ref, ITERATIONS - WARMUP);
         fail();
     }

@@ -308,7 +308,6 @@ static void test_stress_handoff(void **state)
             struct vgpu_rcmd *c;
             if (sent % 3 == 0) {
                 c = new_cmd(VGPU_ROP_TRANSFER_2D);
-                img[sent % (64 * 64)] = sent; /* written by us before the hand-off */
                 c->u.transfer.res_id = 1;
                 c->u.transfer.r = (struct virtio_gpu_rect){0, 0, 64, 64};
                 c->u.transfer.stride = 256;
