@@ -70,3 +70,27 @@ void vgpu_log(enum vgpu_log_level level, const char *fmt, ...)
     (void)w;
     errno = saved;
 }
+
+static atomic_llong guest_second = -1;
+static atomic_uint guest_count;
+static atomic_uint guest_suppressed;
+
+bool vgpu_log_guest_allowed(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long now = (long long)ts.tv_sec;
+    long long seen = atomic_load_explicit(&guest_second, memory_order_relaxed);
+    /* Whoever moves the second forward resets the budget and reports what was dropped. */
+    if (now != seen && atomic_compare_exchange_strong(&guest_second, &seen, now)) {
+        atomic_store_explicit(&guest_count, 0, memory_order_relaxed);
+        unsigned int dropped = atomic_exchange_explicit(&guest_suppressed, 0, memory_order_relaxed);
+        if (dropped)
+            vgpu_log(VGPU_LOG_WARN, "%u more messages about bad guest input were suppressed",
+                     dropped);
+    }
+    if (atomic_fetch_add_explicit(&guest_count, 1, memory_order_relaxed) < VGPU_LOG_GUEST_PER_SEC)
+        return true;
+    atomic_fetch_add_explicit(&guest_suppressed, 1, memory_order_relaxed);
+    return false;
+}

@@ -182,8 +182,8 @@ static uint32_t resp_write(struct vgpu_rcmd *c)
         }
     }
     if (c->chain.in_bytes < len) {
-        vgpu_warn("gpu: command 0x%x: response buffer of %llu bytes, need %u", c->hdr.type,
-                  (unsigned long long)c->chain.in_bytes, len);
+        vgpu_warn_guest("gpu: command 0x%x: response buffer of %llu bytes, need %u", c->hdr.type,
+                        (unsigned long long)c->chain.in_bytes, len);
         return 0;
     }
     const struct iovec *iov = vgpu_chain_iov(&c->chain) + c->chain.out_num;
@@ -315,8 +315,8 @@ static void on_display_info(void *data, int status, const struct virtio_gpu_resp
         g->display_info = *info;
         g->display_info.hdr.type = VIRTIO_GPU_RESP_OK_DISPLAY_INFO;
     } else {
-        vgpu_warn("gpu: no display info from the front-end (%s): answering from our own",
-                  strerror(-status));
+        vgpu_warn_guest("gpu: no display info from the front-end (%s): answering from our own",
+                        strerror(-status));
     }
     if (req->cmd) {
         fill_display_info(g, req->cmd);
@@ -341,8 +341,8 @@ static void on_edid(void *data, int status, const struct virtio_gpu_resp_edid *e
                        (const uint8_t *)edid + sizeof(struct virtio_gpu_ctrl_hdr),
                        sizeof(*edid) - sizeof(struct virtio_gpu_ctrl_hdr));
         } else {
-            vgpu_warn("gpu: no EDID from the front-end (%s): generating one",
-                      status ? strerror(-status) : "bad size");
+            vgpu_warn_guest("gpu: no EDID from the front-end (%s): generating one",
+                            status ? strerror(-status) : "bad size");
             fill_edid(g, req->cmd, req->scanout);
         }
         submit(g, req->cmd);
@@ -441,8 +441,8 @@ static void deliver_event(struct vgpu_gpu_dev *g, struct vgpu_pevent *ev)
 static bool read_req(struct vgpu_rcmd *c, void *req, size_t size)
 {
     if (c->chain.out_bytes < size) {
-        vgpu_warn("gpu: command 0x%x: %llu request bytes, needs %zu", c->hdr.type,
-                  (unsigned long long)c->chain.out_bytes, size);
+        vgpu_warn_guest("gpu: command 0x%x: %llu request bytes, needs %zu", c->hdr.type,
+                        (unsigned long long)c->chain.out_bytes, size);
         return false;
     }
     vgpu_iov_to_buf(vgpu_chain_iov(&c->chain), c->chain.out_num, 0, req, size);
@@ -460,7 +460,7 @@ static struct res_meta *lookup(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c, uint
 {
     struct res_meta *m = id ? vgpu_idmap_get(g->resources, id) : NULL;
     if (!m)
-        vgpu_warn("gpu: command 0x%x: no resource %u", c->hdr.type, id);
+        vgpu_warn_guest("gpu: command 0x%x: no resource %u", c->hdr.type, id);
     return m;
 }
 
@@ -469,13 +469,13 @@ static uint32_t cmd_create_2d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     struct virtio_gpu_resource_create_2d req;
     READ_REQ(c, req);
     if (req.resource_id == 0 || vgpu_idmap_get(g->resources, req.resource_id)) {
-        vgpu_warn("gpu: create_2d: resource id %u is %s", req.resource_id,
-                  req.resource_id ? "in use" : "reserved");
+        vgpu_warn_guest("gpu: create_2d: resource id %u is %s", req.resource_id,
+                        req.resource_id ? "in use" : "reserved");
         return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
     }
     if (!vgpu_format_is_valid(req.format) || req.width == 0 || req.height == 0) {
-        vgpu_warn("gpu: create_2d %u: format %u size %ux%u refused", req.resource_id, req.format,
-                  req.width, req.height);
+        vgpu_warn_guest("gpu: create_2d %u: format %u size %ux%u refused", req.resource_id,
+                        req.format, req.width, req.height);
         return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
     }
     /* Both factors are below 2^32 and BPP is 4: the product fits in 66 bits... so check. */
@@ -485,16 +485,16 @@ static uint32_t cmd_create_2d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
         return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
     }
     if (vgpu_idmap_count(g->resources) >= g->opts.max_resources) {
-        vgpu_warn("gpu: create_2d %u: the guest already has %u resources", req.resource_id,
-                  g->opts.max_resources);
+        vgpu_warn_guest("gpu: create_2d %u: the guest already has %u resources", req.resource_id,
+                        g->opts.max_resources);
         return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
     }
     struct res_meta *m = calloc(1, sizeof(*m));
     if (!m)
         return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
     if (!charge(g, bytes)) {
-        vgpu_warn("gpu: create_2d %u: %ux%u exceeds the guest's host memory limit", req.resource_id,
-                  req.width, req.height);
+        vgpu_warn_guest("gpu: create_2d %u: %ux%u exceeds the guest's host memory limit",
+                        req.resource_id, req.width, req.height);
         free(m);
         return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
     }
@@ -539,7 +539,7 @@ static uint32_t cmd_set_scanout(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     struct virtio_gpu_set_scanout req;
     READ_REQ(c, req);
     if (req.scanout_id >= scanout_limit(g)) {
-        vgpu_warn("gpu: set_scanout: scanout %u does not exist", req.scanout_id);
+        vgpu_warn_guest("gpu: set_scanout: scanout %u does not exist", req.scanout_id);
         return VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID;
     }
     c->op = VGPU_ROP_SET_SCANOUT;
@@ -551,8 +551,8 @@ static uint32_t cmd_set_scanout(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     if (!m)
         return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
     if (req.r.width == 0 || req.r.height == 0 || !rect_inside(&req.r, m->width, m->height)) {
-        vgpu_warn("gpu: set_scanout: rect %ux%u+%u+%u outside resource %u (%ux%u)", req.r.width,
-                  req.r.height, req.r.x, req.r.y, m->id, m->width, m->height);
+        vgpu_warn_guest("gpu: set_scanout: rect %ux%u+%u+%u outside resource %u (%ux%u)",
+                        req.r.width, req.r.height, req.r.x, req.r.y, m->id, m->width, m->height);
         return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
     }
     c->u.scanout.r = req.r;
@@ -567,7 +567,7 @@ static uint32_t cmd_flush(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     if (!m)
         return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
     if (!rect_inside(&req.r, m->width, m->height)) {
-        vgpu_warn("gpu: flush: rect outside resource %u", m->id);
+        vgpu_warn_guest("gpu: flush: rect outside resource %u", m->id);
         return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
     }
     c->op = VGPU_ROP_FLUSH;
@@ -616,29 +616,29 @@ static uint32_t cmd_transfer_2d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     if (!m)
         return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
     if (!rect_inside(&req.r, m->width, m->height)) {
-        vgpu_warn("gpu: transfer_to_host_2d: rect %ux%u+%u+%u outside resource %u (%ux%u)",
-                  req.r.width, req.r.height, req.r.x, req.r.y, m->id, m->width, m->height);
+        vgpu_warn_guest("gpu: transfer_to_host_2d: rect %ux%u+%u+%u outside resource %u (%ux%u)",
+                        req.r.width, req.r.height, req.r.x, req.r.y, m->id, m->width, m->height);
         return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
     }
     if (!m->entries) {
-        vgpu_warn("gpu: transfer_to_host_2d: resource %u has no backing", m->id);
+        vgpu_warn_guest("gpu: transfer_to_host_2d: resource %u has no backing", m->id);
         return VIRTIO_GPU_RESP_ERR_UNSPEC;
     }
     if (req.r.width == 0 || req.r.height == 0)
         return 0; /* nothing to copy: OK */
     if (meta_translate(g, m) < 0) {
-        vgpu_warn("gpu: transfer_to_host_2d: backing of resource %u is no longer in guest "
-                  "memory",
-                  m->id);
+        vgpu_warn_guest("gpu: transfer_to_host_2d: backing of resource %u is no longer in guest "
+                        "memory",
+                        m->id);
         return VIRTIO_GPU_RESP_ERR_UNSPEC;
     }
     /* Rows are resource-width apart in the backing, starting at offset (Linux, QEMU). */
     uint64_t stride = (uint64_t)m->width * BPP;
     uint64_t span = stride * (req.r.height - 1) + (uint64_t)req.r.width * BPP;
     if (req.offset > m->backing_len || span > m->backing_len - req.offset) {
-        vgpu_warn("gpu: transfer_to_host_2d: %llu bytes at offset %llu, backing has %llu",
-                  (unsigned long long)span, (unsigned long long)req.offset,
-                  (unsigned long long)m->backing_len);
+        vgpu_warn_guest("gpu: transfer_to_host_2d: %llu bytes at offset %llu, backing has %llu",
+                        (unsigned long long)span, (unsigned long long)req.offset,
+                        (unsigned long long)m->backing_len);
         return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
     }
     unsigned int n;
@@ -662,18 +662,18 @@ static uint32_t cmd_attach_backing(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     if (!m)
         return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
     if (m->entries) {
-        vgpu_warn("gpu: attach_backing: resource %u already has backing", m->id);
+        vgpu_warn_guest("gpu: attach_backing: resource %u already has backing", m->id);
         return VIRTIO_GPU_RESP_ERR_UNSPEC;
     }
     if (req.nr_entries == 0 || req.nr_entries > MAX_BACKING_ENTRIES) {
-        vgpu_warn("gpu: attach_backing: %u entries", req.nr_entries);
+        vgpu_warn_guest("gpu: attach_backing: %u entries", req.nr_entries);
         return VIRTIO_GPU_RESP_ERR_UNSPEC;
     }
     /* The entries must be in the chain: bound the allocation by the bytes really there. */
     uint64_t need = sizeof(req) + (uint64_t)req.nr_entries * sizeof(struct virtio_gpu_mem_entry);
     if (c->chain.out_bytes < need) {
-        vgpu_warn("gpu: attach_backing: %u entries but only %llu request bytes", req.nr_entries,
-                  (unsigned long long)c->chain.out_bytes);
+        vgpu_warn_guest("gpu: attach_backing: %u entries but only %llu request bytes",
+                        req.nr_entries, (unsigned long long)c->chain.out_bytes);
         return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
     }
     size_t table = req.nr_entries * sizeof(struct virtio_gpu_mem_entry);
@@ -690,13 +690,11 @@ static uint32_t cmd_attach_backing(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     vgpu_iov_to_buf(vgpu_chain_iov(&c->chain), c->chain.out_num, sizeof(req), m->entries, table);
     int r = meta_translate(g, m);
     if (r < 0) {
-        vgpu_warn("gpu: attach_backing: resource %u: %s", m->id,
-                  r == -EFAULT ? "an entry is outside guest memory" : "out of memory");
+        vgpu_warn_guest("gpu: attach_backing: resource %u: %s", m->id,
+                        r == -EFAULT ? "an entry is outside guest memory" : "out of memory");
         meta_detach(g, m);
         return r == -EFAULT ? VIRTIO_GPU_RESP_ERR_UNSPEC : VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
     }
-    if (!charge(g, 0)) /* the translated table counted in meta_translate */
-        vgpu_dbg("gpu: host memory now above the limit after translation");
     return 0;
 }
 
@@ -708,7 +706,7 @@ static uint32_t cmd_detach_backing(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     if (!m)
         return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
     if (!m->entries) {
-        vgpu_warn("gpu: detach_backing: resource %u has no backing", m->id);
+        vgpu_warn_guest("gpu: detach_backing: resource %u has no backing", m->id);
         return VIRTIO_GPU_RESP_ERR_UNSPEC;
     }
     /* Transfers already queued carry their own copy of the iovecs. */
@@ -788,8 +786,8 @@ static uint32_t cmd_get_capset_info(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     struct virtio_gpu_get_capset_info req;
     READ_REQ(c, req);
     /* No capsets without 3D. */
-    vgpu_warn("gpu: get_capset_info: index %u, device has %u capsets", req.capset_index,
-              g->config.num_capsets);
+    vgpu_warn_guest("gpu: get_capset_info: index %u, device has %u capsets", req.capset_index,
+                    g->config.num_capsets);
     return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
 }
 
@@ -797,7 +795,7 @@ static uint32_t cmd_get_capset(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
 {
     struct virtio_gpu_get_capset req;
     READ_REQ(c, req);
-    vgpu_warn("gpu: get_capset: capset %u is not supported", req.capset_id);
+    vgpu_warn_guest("gpu: get_capset: capset %u is not supported", req.capset_id);
     return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
 }
 
@@ -852,7 +850,7 @@ static void decode_control(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
         break;
     default:
         /* 3D and blob commands need features this device does not offer. */
-        vgpu_warn("gpu: unsupported control command 0x%x", c->hdr.type);
+        vgpu_warn_guest("gpu: unsupported control command 0x%x", c->hdr.type);
         err = VIRTIO_GPU_RESP_ERR_UNSPEC;
         break;
     }
@@ -871,22 +869,22 @@ static void decode_cursor(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     c->hdr = req.hdr;
     if (req.hdr.type != VIRTIO_GPU_CMD_UPDATE_CURSOR &&
         req.hdr.type != VIRTIO_GPU_CMD_MOVE_CURSOR) {
-        vgpu_warn("gpu: command 0x%x on the cursor queue", req.hdr.type);
+        vgpu_warn_guest("gpu: command 0x%x on the cursor queue", req.hdr.type);
         return;
     }
     if (req.pos.scanout_id >= scanout_limit(g)) {
-        vgpu_warn("gpu: cursor on scanout %u, which does not exist", req.pos.scanout_id);
+        vgpu_warn_guest("gpu: cursor on scanout %u, which does not exist", req.pos.scanout_id);
         return;
     }
     if (req.hdr.type == VIRTIO_GPU_CMD_UPDATE_CURSOR && req.resource_id) {
         struct res_meta *m = vgpu_idmap_get(g->resources, req.resource_id);
         if (!m) {
-            vgpu_warn("gpu: update_cursor: no resource %u", req.resource_id);
+            vgpu_warn_guest("gpu: update_cursor: no resource %u", req.resource_id);
             return;
         }
         if (m->width != VGPU_CURSOR_SIZE || m->height != VGPU_CURSOR_SIZE) {
-            vgpu_warn("gpu: update_cursor: resource %u is %ux%u, not 64x64", m->id, m->width,
-                      m->height);
+            vgpu_warn_guest("gpu: update_cursor: resource %u is %ux%u, not 64x64", m->id, m->width,
+                            m->height);
             return;
         }
     }
@@ -972,7 +970,7 @@ static void drain(struct vgpu_gpu_dev *g)
     int waited = 0;
     while (g->inflight > 0) {
         if (vgpu_render_wait(g->render, 100) < 0 && (waited += 100) % DRAIN_WARN_MS == 0)
-            vgpu_warn("gpu: still waiting for %u commands on the render thread", g->inflight);
+            vgpu_warn_guest("gpu: still waiting for %u commands on the render thread", g->inflight);
         process(g);
     }
     g->draining = was;

@@ -135,8 +135,8 @@ int vgpu_vring_set_num(struct vgpu_vring *vr, unsigned int num)
     if (vr->started)
         return -EBUSY;
     if (num == 0 || num > VGPU_VRING_MAX_SIZE || (num & (num - 1)) != 0) {
-        vgpu_warn("vring %p: queue size %u refused (power of two up to %u)", (void *)vr, num,
-                  VGPU_VRING_MAX_SIZE);
+        vgpu_warn_guest("vring %p: queue size %u refused (power of two up to %u)", (void *)vr, num,
+                        VGPU_VRING_MAX_SIZE);
         return -EINVAL;
     }
     vr->num = num;
@@ -155,9 +155,9 @@ int vgpu_vring_set_addr(struct vgpu_vring *vr, uint64_t desc_uva, uint64_t avail
         return -EBUSY;
     if (desc_uva % VRING_DESC_ALIGN_SIZE || avail_uva % VRING_AVAIL_ALIGN_SIZE ||
         used_uva % VRING_USED_ALIGN_SIZE) {
-        vgpu_warn("vring %p: misaligned ring address (desc 0x%" PRIx64 " avail 0x%" PRIx64
-                  " used 0x%" PRIx64 ")",
-                  (void *)vr, desc_uva, avail_uva, used_uva);
+        vgpu_warn_guest("vring %p: misaligned ring address (desc 0x%" PRIx64 " avail 0x%" PRIx64
+                        " used 0x%" PRIx64 ")",
+                        (void *)vr, desc_uva, avail_uva, used_uva);
         return -EINVAL;
     }
     vr->desc_uva = desc_uva;
@@ -209,9 +209,9 @@ static int translate(struct vgpu_vring *vr)
         why = "misaligned in host memory";
     }
     if (why) {
-        vgpu_warn("vring %p: ring %s (desc 0x%" PRIx64 " avail 0x%" PRIx64 " used 0x%" PRIx64
-                  ", size %u)",
-                  (void *)vr, why, vr->desc_uva, vr->avail_uva, vr->used_uva, vr->num);
+        vgpu_warn_guest("vring %p: ring %s (desc 0x%" PRIx64 " avail 0x%" PRIx64 " used 0x%" PRIx64
+                        ", size %u)",
+                        (void *)vr, why, vr->desc_uva, vr->avail_uva, vr->used_uva, vr->num);
         vr->desc = NULL;
         vr->avail = NULL;
         vr->used = NULL;
@@ -427,8 +427,8 @@ static uint16_t avail_idx_load(const struct vgpu_vring *vr)
 
 static void ring_corrupt(struct vgpu_vring *vr, const char *why, unsigned int value)
 {
-    vgpu_warn("vring %p: %s (%u, last_avail %u, size %u): ring broken", (void *)vr, why, value,
-              vr->last_avail_idx, vr->num);
+    vgpu_warn_guest("vring %p: %s (%u, last_avail %u, size %u): ring broken", (void *)vr, why,
+                    value, vr->last_avail_idx, vr->num);
     vr->corrupt = true;
 }
 
@@ -485,7 +485,7 @@ int vgpu_vring_pop(struct vgpu_vring *vr, struct vgpu_chain *out)
     struct walk w = {.seen_write = false, .why = NULL};
     int ret = walk_chain(vr, out, &w, head);
     if (ret < 0) {
-        vgpu_warn("vring %p: head %u: bad chain: %s", (void *)vr, head, w.why);
+        vgpu_warn_guest("vring %p: head %u: bad chain: %s", (void *)vr, head, w.why);
         chain_clear(out);
         return -EINVAL;
     }
@@ -502,8 +502,8 @@ void vgpu_vring_push(struct vgpu_vring *vr, uint16_t head, uint32_t len)
     if (!vr->started || vgpu_vring_is_broken(vr))
         return;
     if (head >= vr->num) {
-        vgpu_warn("vring %p: push of head %u out of range (size %u) ignored", (void *)vr, head,
-                  vr->num);
+        vgpu_warn_guest("vring %p: push of head %u out of range (size %u) ignored", (void *)vr,
+                        head, vr->num);
         return;
     }
 
