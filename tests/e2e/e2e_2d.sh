@@ -26,6 +26,8 @@
 #   E2E_FLIPS=S     seconds of modetest -v page flipping (default 5)
 #   E2E_HOLD=S      seconds the guest keeps a screen after E2E-SHOT (default 2)
 #   E2E_LOG_LEVEL   vhost-gpu --log-level (default info: debug slows the flips)
+#   E2E_OURS_ARGS   extra vhost-gpu arguments (e.g. "--size 1024x768" to see
+#                   the test fail on a differing fbcon resolution)
 #   E2E_OUT=DIR     where images and logs go on failure (default ./e2e_2d-out)
 #   VGPU_TIMEOUT_MULTIPLIER  scales every wait (default 1)
 #   VGPU_E2E_KEEP=1 keep the temporary directory and copy everything to E2E_OUT
@@ -108,7 +110,8 @@ start_backend() {
     if [ "$style" = qemu ]; then
         "$bin" --socket-path="$sock" >>"$log" 2>&1 &
     else
-        "$bin" --socket-path "$sock" --log-level "$LOG_LEVEL" >>"$log" 2>&1 &
+        # shellcheck disable=SC2086 # E2E_OURS_ARGS: words on purpose
+        "$bin" --socket-path "$sock" --log-level "$LOG_LEVEL" ${E2E_OURS_ARGS:-} >>"$log" 2>&1 &
     fi
     BPID=$!
     sock_or_dead() { [ -S "$sock" ] || gone "$BPID"; }
@@ -344,6 +347,8 @@ for role in reference ours; do
     [ -n "${FREQ[$role]:-}" ] && rate="${FREQ[$role]} (${FREQ_N[$role]} lines, ${FREQ_RANGE[$role]})"
     printf '%-10s %-34s %-7s %-14s %-14s %s\n' "$role" "$(basename "$bin")" "$edid" "$fb" "$mt" "$rate"
 done
+echo "(flip rate: page flips completed in the guest, mean of modetest -v's 60-flip windows;"
+echo " a back-end that coalesces frames QEMU has not taken yet completes flips faster)"
 echo
 
 if [ "${#FAILURES[@]}" -gt 0 ] || [ "${VGPU_E2E_KEEP:-0}" = 1 ]; then
