@@ -1015,23 +1015,32 @@ static uint64_t acked_features(const struct vgpu_fe *fe)
     return acked;
 }
 
-int vgpu_fe_start(struct vgpu_fe *fe)
+int vgpu_fe_display_new(struct vgpu_fe *fe, int *old_fd)
 {
     int sv[2];
 
-    if (!fe->info.realized)
-        return fe_fail(fe, -EINVAL, "start before realize");
-    /* vhost_user_gpu_set_status -> vhost_user_gpu_do_set_socket */
+    if (old_fd != NULL)
+        *old_fd = -1;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return fe_fail(fe, -errno, "socketpair failed");
-    if (fe->display_fd >= 0)
+    if (old_fd != NULL)
+        *old_fd = fe->display_fd;
+    else if (fe->display_fd >= 0)
         close(fe->display_fd);
     fe->display_fd = sv[0];
     set_nonblock(sv[0]);
     int r = vgpu_fe_gpu_set_socket(fe, sv[1]);
     close(sv[1]);
-    if (r < 0)
-        return r;
+    return r;
+}
+
+int vgpu_fe_start(struct vgpu_fe *fe)
+{
+    if (!fe->info.realized)
+        return fe_fail(fe, -EINVAL, "start before realize");
+    /* vhost_user_gpu_set_status -> vhost_user_gpu_do_set_socket */
+    if (!fe->cfg.no_display_socket)
+        TRY(vgpu_fe_display_new(fe, NULL));
     /* set_guest_notifiers: masked notifiers first */
     for (unsigned int q = 0; q < VGPU_FE_NUM_QUEUES; q++)
         TRY(vgpu_fe_set_vring_call(fe, q, fe->vq[q].masked_fd));

@@ -283,6 +283,9 @@ struct vgpu_fe_config {
      * DMABUF_UPDATE -> empty reply, everything else consumed (fds closed). */
     bool serve_display;
     uint64_t display_features;
+    /* Start without GPU_SET_SOCKET (default false): a front-end that shows no display, so the
+     * back-end answers display questions on its own. QEMU itself always sends one. */
+    bool no_display_socket;
     /* Require a call-eventfd notification before a used entry is returned (default true):
      * catches a back-end that pushes without signalling. */
     bool strict_notify;
@@ -338,9 +341,10 @@ int vgpu_fe_realize(struct vgpu_fe *fe);
 /* B: two GET_CONFIG of 16 bytes, as Linux reading num_scanouts and num_capsets. */
 int vgpu_fe_probe(struct vgpu_fe *fe);
 /*
- * C on the first call, E on later ones: new display socket, CALL (masked), SET_FEATURES, memory
- * (first time; every time without CONFIGURE_MEM_SLOTS, as QEMU re-sends SET_MEM_TABLE), fresh
- * rings at new addresses, NUM/BASE 0/ADDR/KICK per queue, ENABLE, CALL (real eventfds).
+ * C on the first call, E on later ones: new display socket (vgpu_fe_display_new; none with
+ * no_display_socket), CALL (masked), SET_FEATURES, memory (first time; every time without
+ * CONFIGURE_MEM_SLOTS, as QEMU re-sends SET_MEM_TABLE), fresh rings at new addresses,
+ * NUM/BASE 0/ADDR/KICK per queue, ENABLE, CALL (real eventfds).
  */
 int vgpu_fe_start(struct vgpu_fe *fe);
 /* D: close the display socket, ENABLE 0 x2, GET_VRING_BASE x2 (into info.last_avail), CALL
@@ -535,6 +539,13 @@ int vgpu_fe_display_fd(const struct vgpu_fe *fe);
  */
 int vgpu_fe_display_recv(struct vgpu_fe *fe, int timeout_ms, struct vgpu_fe_hdr *hdr, void *payload,
                          size_t max, int *fd);
+/*
+ * Sends GPU_SET_SOCKET with one end of a fresh socketpair, as QEMU does at every start; the
+ * other end becomes the session's display socket. The previous display socket is handed to
+ * the caller through *old_fd (-1 if there was none; the caller closes it), or closed when
+ * old_fd is NULL. Returns 0 or -errno (the new socket is kept even if the send failed).
+ */
+int vgpu_fe_display_new(struct vgpu_fe *fe, int *old_fd);
 /* Sends a reply {req, 0x4, size} + payload on the display socket. */
 int vgpu_fe_display_reply(struct vgpu_fe *fe, uint32_t req, const void *payload, uint32_t size);
 /* Serves one display message as QEMU does (see serve_display). Returns the request number or
