@@ -200,6 +200,13 @@ static void remap_queues(struct vgpu_vu_dev *dev)
     }
 }
 
+/* After the memory table changed (or a change failed): the device re-translates its own. */
+static void mem_changed(struct vgpu_vu_dev *dev)
+{
+    if (dev->impl && dev->impl->mem_changed)
+        dev->impl->mem_changed(dev->opaque);
+}
+
 static void reset_session_state(struct vgpu_vu_dev *dev)
 {
     for (unsigned int q = 0; q < VGPU_VU_NUM_QUEUES; q++)
@@ -309,9 +316,11 @@ static int h_set_mem_table(struct vgpu_vu_dev *dev, struct vgpu_vu_msg *m, bool 
     int r = vgpu_guest_mem_set_table(dev->mem, regions, fds, n);
     if (r < 0) {
         vgpu_err("SET_MEM_TABLE refused: %s", strerror(-r));
+        mem_changed(dev);
         return r;
     }
     remap_queues(dev);
+    mem_changed(dev);
     return 0;
 }
 
@@ -335,6 +344,7 @@ static int h_add_mem_reg(struct vgpu_vu_dev *dev, struct vgpu_vu_msg *m, bool *r
                  (unsigned long long)r.size, strerror(-ret));
         return ret;
     }
+    mem_changed(dev);
     return 0;
 }
 
@@ -346,9 +356,11 @@ static int h_rem_mem_reg(struct vgpu_vu_dev *dev, struct vgpu_vu_msg *m, bool *r
     if (ret < 0) {
         vgpu_err("REM_MEM_REG gpa 0x%llx size 0x%llx: no such region", (unsigned long long)r.gpa,
                  (unsigned long long)r.size);
+        mem_changed(dev);
         return ret;
     }
     remap_queues(dev);
+    mem_changed(dev);
     return 0;
 }
 

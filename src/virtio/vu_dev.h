@@ -44,6 +44,9 @@ struct vgpu_vu_device {
     void (*reset)(void *opaque);
     /* Guest memory is about to be unmapped or replaced: finish every use of it first. */
     void (*mem_barrier)(void *opaque);
+    /* The memory table changed (after mem_barrier, whether or not the change succeeded, and
+     * after a region was added): re-translate what must keep pointing into guest memory. */
+    void (*mem_changed)(void *opaque);
 };
 
 /*
