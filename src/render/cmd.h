@@ -32,6 +32,9 @@ struct vgpu_rmsg {
     enum vgpu_rmsg_kind kind;
 };
 
+/* Largest SUBMIT_3D command stream (QEMU's backend caps it at 4 MiB; Mesa flushes at 256 KiB). */
+#define VGPU_SUBMIT_MAX (16u << 20)
+
 enum vgpu_rop {
     VGPU_ROP_NONE = 0,      /* nothing to render: completes in order with resp as prepared */
     VGPU_ROP_CREATE_2D,     /* u.create_2d */
@@ -42,6 +45,30 @@ enum vgpu_rop {
     VGPU_ROP_CURSOR_UPDATE, /* u.cursor: new image (res_id 0 hides) and position */
     VGPU_ROP_CURSOR_MOVE,   /* u.cursor: position only */
     VGPU_ROP_SESSION_RESET, /* drop every resource, scanout and cursor of the session */
+    /* 3D (virglrenderer) only: */
+    VGPU_ROP_ATTACH_BACKING, /* u.backing: the render thread takes iov when it succeeds */
+    VGPU_ROP_DETACH_BACKING, /* u.res_id */
+    VGPU_ROP_REATTACH,       /* u.reattach: guest memory changed, new iovecs for resources */
+    VGPU_ROP_CTX_CREATE,     /* u.ctx_create */
+    VGPU_ROP_CTX_DESTROY,    /* u.ctx.ctx_id */
+    VGPU_ROP_CTX_ATTACH,     /* u.ctx: resource into a context */
+    VGPU_ROP_CTX_DETACH,     /* u.ctx */
+    VGPU_ROP_CREATE_3D,      /* u.create_3d */
+    VGPU_ROP_TRANSFER_3D,    /* u.transfer_3d: to or from the host, through the attached iov */
+    VGPU_ROP_SUBMIT_3D,      /* u.submit: command stream in guest memory */
+    VGPU_ROP_GET_CAPSET,     /* u.capset: fill resp after its 24-byte header */
+};
+
+/* A 3D box (struct virgl_box / pipe_box layout). */
+struct vgpu_box {
+    uint32_t x, y, z, w, h, d;
+};
+
+/* One resource's new backing after a guest memory change (VGPU_ROP_REATTACH). */
+struct vgpu_reattach {
+    uint32_t res_id;
+    struct iovec *iov; /* NULL: the backing is no longer in guest memory, just detach */
+    unsigned int niov;
 };
 
 struct vgpu_rcmd {
@@ -75,16 +102,58 @@ struct vgpu_rcmd {
             uint32_t scanout_id, x, y;
             uint32_t res_id, hot_x, hot_y; /* UPDATE only; res_id 0 hides */
         } cursor;
+        struct {
+            uint32_t res_id;
+            struct iovec *iov; /* the whole backing, in order; NULL once taken */
+            unsigned int niov;
+        } backing;
+        struct {
+            struct vgpu_reattach *items; /* the render thread takes the iovs it attaches */
+            unsigned int n;
+        } reattach;
+        struct {
+            uint32_t ctx_id;
+            uint32_t capset_id; /* 0: the default (VIRGL2) */
+            uint32_t nlen;      /* bytes of name used, <= 64 */
+            char name[64];
+        } ctx_create;
+        struct {
+            uint32_t ctx_id, res_id;
+        } ctx;
+        struct {
+            uint32_t res_id, target, format, bind, width, height, depth, array_size, last_level,
+                nr_samples, flags;
+        } create_3d;
+        struct {
+            uint32_t res_id, ctx_id, level, stride, layer_stride;
+            struct vgpu_box box;
+            uint64_t offset;
+            bool to_host;
+        } transfer_3d;
+        struct {
+            uint32_t ctx_id;
+            uint32_t size;     /* bytes, a multiple of 4, at most VGPU_SUBMIT_MAX */
+            struct iovec *iov; /* exactly size bytes of the chain, after the request */
+            unsigned int niov;
+        } submit;
+        struct {
+            uint32_t id, version, size; /* size: bytes after the response header */
+        } capset;
     } u;
     uint64_t serial; /* reactor's identity of the resource a CREATE made */
 
     /* --- response: prepared by the reactor or written by the render thread --- */
+    bool ctx_lost;      /* the render thread destroyed u.submit.ctx_id after a bad stream */
     uint32_t resp_type; /* VIRTIO_GPU_RESP_* */
     uint32_t resp_len;  /* bytes of resp to write (header included); 0 = no response */
     void *resp;         /* resp_buf or heap */
     _Alignas(8) uint8_t resp_buf[64];
 
     struct vgpu_rcmd *next_free; /* reactor only: its pool of unused commands */
+
+    /* Render thread only, while the command waits for its fence (render/render3d.c). */
+    struct vgpu_rcmd *fence_next;
+    uint64_t fence_seq; /* our fence id, 0: none (completes after those before it) */
 };
 
 /* Events the render thread produces for presenters running on the reactor. */

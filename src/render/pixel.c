@@ -54,6 +54,31 @@ bool vgpu_format_has_alpha(uint32_t fmt)
     return f && f->has_alpha;
 }
 
+uint32_t vgpu_format_from_virgl(uint32_t virgl_fmt)
+{
+    if (info_of(virgl_fmt))
+        return virgl_fmt;
+    /* enum virgl_formats (virglrenderer's virgl_hw.h). */
+    switch (virgl_fmt) {
+    case 98: /* A8B8G8R8_SRGB */
+        return VIRTIO_GPU_FORMAT_A8B8G8R8_UNORM;
+    case 99: /* X8B8G8R8_SRGB */
+        return VIRTIO_GPU_FORMAT_X8B8G8R8_UNORM;
+    case 100: /* B8G8R8A8_SRGB */
+        return VIRTIO_GPU_FORMAT_B8G8R8A8_UNORM;
+    case 101: /* B8G8R8X8_SRGB */
+        return VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM;
+    case 102: /* A8R8G8B8_SRGB */
+        return VIRTIO_GPU_FORMAT_A8R8G8B8_UNORM;
+    case 103: /* X8R8G8B8_SRGB */
+        return VIRTIO_GPU_FORMAT_X8R8G8B8_UNORM;
+    case 104: /* R8G8B8A8_SRGB */
+        return VIRTIO_GPU_FORMAT_R8G8B8A8_UNORM;
+    default:
+        return 0;
+    }
+}
+
 const char *vgpu_format_name(uint32_t fmt)
 {
     const struct format_info *f = info_of(fmt);

@@ -24,6 +24,13 @@ bool vgpu_format_is_valid(uint32_t fmt);
 bool vgpu_format_has_alpha(uint32_t fmt);
 
 /*
+ * The 2D format whose bytes a virglrenderer (gallium) format has, or 0. The eight 2D formats
+ * share their numbers with virgl's; the sRGB variants of the same byte orders map to them
+ * (sRGB changes how values are read, not where the bytes are).
+ */
+uint32_t vgpu_format_from_virgl(uint32_t virgl_fmt);
+
+/*
  * Name without the prefix, e.g. "B8G8R8X8_UNORM"; "invalid" for an unknown value. Never NULL;
  * the string is static.
  */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "render/pixel.h"
+#include "render/render3d.h"
 #include "util/idmap.h"
 #include "util/log.h"
 #include "util/spsc.h"
@@ -54,7 +56,13 @@ struct vgpu_render {
     /* Frames given back by the reactor, one slot per scanout (exchange to NULL to take). */
     _Atomic(struct vgpu_frame *) returned[VGPU_GPU_MAX_OUTPUTS];
 
+    /* Start-up: the thread reports whether 3D came up (render_main posts, create waits). */
+    sem_t started;
+    bool started_ok;
+    struct vgpu_render_caps caps; /* written before the post, read-only afterwards */
+
     /* Render-thread state. */
+    struct vgpu_r3d *r3d; /* with --virgl: virglrenderer owns every resource */
     struct vgpu_idmap *resources;
     struct scanout scanouts[VGPU_GPU_MAX_OUTPUTS];
     atomic_uint nresources;
@@ -159,14 +167,55 @@ static void free_frame(struct vgpu_frame *f)
     free(f);
 }
 
+/* Whether resource id exists, and its size. */
+static bool res_size(struct vgpu_render *r, uint32_t id, uint32_t *w, uint32_t *h)
+{
+    if (r->r3d)
+        return vgpu_r3d_resource(r->r3d, id, w, h, NULL);
+    struct resource *res = vgpu_idmap_get(r->resources, id);
+    if (!res)
+        return false;
+    *w = res->width;
+    *h = res->height;
+    return true;
+}
+
+/*
+ * Copies the w x h rectangle at (x, y) of resource id into dst as ARGB words (w * 4 bytes per
+ * row): from our own pixels in 2D, read back from virglrenderer in 3D. The rectangle lies
+ * inside the resource (checked when the scanout was set or by the caller).
+ */
+static bool read_argb(struct vgpu_render *r, uint32_t id, uint32_t x, uint32_t y, uint32_t w,
+                      uint32_t h, uint8_t *dst)
+{
+    size_t row_bytes = (size_t)w * BPP;
+    if (r->r3d) {
+        uint32_t fmt = 0;
+        if (!vgpu_r3d_resource(r->r3d, id, NULL, NULL, &fmt) || fmt == 0 ||
+            vgpu_r3d_read(r->r3d, id, x, y, w, h, dst) < 0)
+            return false;
+        for (uint32_t row = 0; row < h; row++)
+            vgpu_pixel_row_to_argb(fmt, dst + row * row_bytes, dst + row * row_bytes, w);
+        return true;
+    }
+    struct resource *res = vgpu_idmap_get(r->resources, id);
+    if (!res)
+        return false;
+    for (uint32_t row = 0; row < h; row++) {
+        const uint8_t *src = res->pixels + ((size_t)y + row) * res->stride + (size_t)x * BPP;
+        vgpu_pixel_row_to_argb(res->format, src, dst + row * row_bytes, w);
+    }
+    return true;
+}
+
 /* Sends the scanout's accumulated damage if its frame is at home. */
 static void try_emit_frame(struct vgpu_render *r, uint32_t s)
 {
     struct scanout *so = &r->scanouts[s];
     if (so->frame_out || so->res_id == 0 || rect_empty(&so->damage))
         return;
-    struct resource *res = vgpu_idmap_get(r->resources, so->res_id);
-    if (!res) {
+    uint32_t res_w, res_h;
+    if (!res_size(r, so->res_id, &res_w, &res_h)) {
         so->damage = (struct virtio_gpu_rect){0};
         return;
     }
@@ -188,11 +237,10 @@ static void try_emit_frame(struct vgpu_render *r, uint32_t s)
         f->capacity = need;
     }
     /* Damage is in scanout coordinates; the scanout shows the resource from (r.x, r.y). */
-    for (uint32_t row = 0; row < d.height; row++) {
-        size_t sy = (size_t)so->r.y + d.y + row;
-        size_t sx = (size_t)so->r.x + d.x;
-        const uint8_t *src = res->pixels + sy * res->stride + sx * BPP;
-        vgpu_pixel_row_to_argb(res->format, src, f->pixels + (size_t)row * d.width * BPP, d.width);
+    if (!read_argb(r, so->res_id, so->r.x + d.x, so->r.y + d.y, d.width, d.height, f->pixels)) {
+        vgpu_warn_guest("render: cannot read back resource %u for scanout %u", so->res_id, s);
+        so->damage = (struct virtio_gpu_rect){0};
+        return;
     }
     f->scanout = s;
     f->x = d.x;
@@ -267,8 +315,17 @@ static uint32_t op_create_2d(struct vgpu_render *r, const struct vgpu_rcmd *c)
     return VIRTIO_GPU_RESP_OK_NODATA;
 }
 
-static uint32_t op_unref(struct vgpu_render *r, uint32_t id)
+static uint32_t op_unref(struct vgpu_render *r, struct vgpu_rcmd *c)
 {
+    uint32_t id = c->u.res_id;
+    if (r->r3d) {
+        uint32_t t = vgpu_r3d_run(r->r3d, c);
+        if (t == VIRTIO_GPU_RESP_OK_NODATA)
+            for (uint32_t s = 0; s < VGPU_GPU_MAX_OUTPUTS; s++)
+                if (r->scanouts[s].res_id == id)
+                    disable_scanout(r, s, true);
+        return t;
+    }
     struct resource *res = vgpu_idmap_remove(r->resources, id);
     if (!res)
         return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
@@ -326,13 +383,13 @@ static uint32_t op_set_scanout(struct vgpu_render *r, const struct vgpu_rcmd *c)
         emit_scanout(r, s, 0, 0);
         return VIRTIO_GPU_RESP_OK_NODATA;
     }
-    struct resource *res = vgpu_idmap_get(r->resources, c->u.scanout.res_id);
+    uint32_t res_w, res_h;
     const struct virtio_gpu_rect *rc = &c->u.scanout.r;
-    if (!res)
+    if (!res_size(r, c->u.scanout.res_id, &res_w, &res_h))
         return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
-    if ((uint64_t)rc->x + rc->width > res->width || (uint64_t)rc->y + rc->height > res->height)
+    if ((uint64_t)rc->x + rc->width > res_w || (uint64_t)rc->y + rc->height > res_h)
         return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
-    so->res_id = res->id;
+    so->res_id = c->u.scanout.res_id;
     so->r = *rc;
     so->damage = (struct virtio_gpu_rect){0};
     emit_scanout(r, s, rc->width, rc->height);
@@ -342,7 +399,8 @@ static uint32_t op_set_scanout(struct vgpu_render *r, const struct vgpu_rcmd *c)
 static uint32_t op_flush(struct vgpu_render *r, const struct vgpu_rcmd *c)
 {
     uint32_t id = c->u.flush.res_id;
-    if (!vgpu_idmap_get(r->resources, id))
+    uint32_t res_w, res_h;
+    if (!res_size(r, id, &res_w, &res_h))
         return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
     for (uint32_t s = 0; s < VGPU_GPU_MAX_OUTPUTS; s++) {
         struct scanout *so = &r->scanouts[s];
@@ -363,19 +421,17 @@ static void op_cursor(struct vgpu_render *r, const struct vgpu_rcmd *c)
 {
     const uint32_t s = c->u.cursor.scanout_id;
     if (c->op == VGPU_ROP_CURSOR_UPDATE && c->u.cursor.res_id) {
-        struct resource *res = vgpu_idmap_get(r->resources, c->u.cursor.res_id);
-        if (!res || res->width != VGPU_CURSOR_SIZE || res->height != VGPU_CURSOR_SIZE)
+        uint32_t id = c->u.cursor.res_id, w, h;
+        if (!res_size(r, id, &w, &h) || w != VGPU_CURSOR_SIZE || h != VGPU_CURSOR_SIZE)
             return; /* the reactor checked; the resource may be gone since */
         struct vgpu_pevent *ev = new_event(VGPU_PEVENT_CURSOR_IMAGE, s);
         uint32_t *img = malloc(VGPU_CURSOR_SIZE * VGPU_CURSOR_SIZE * sizeof(uint32_t));
-        if (!ev || !img) {
+        if (!ev || !img ||
+            !read_argb(r, id, 0, 0, VGPU_CURSOR_SIZE, VGPU_CURSOR_SIZE, (uint8_t *)img)) {
             free(ev);
             free(img);
             return;
         }
-        for (uint32_t y = 0; y < VGPU_CURSOR_SIZE; y++)
-            vgpu_pixel_row_to_argb(res->format, res->pixels + y * res->stride,
-                                   (uint8_t *)(img + y * VGPU_CURSOR_SIZE), VGPU_CURSOR_SIZE);
         ev->image = img;
         ev->x = c->u.cursor.x;
         ev->y = c->u.cursor.y;
@@ -401,6 +457,8 @@ static void free_resource_cb(void *ctx, uint32_t id, void *value)
 
 static void op_session_reset(struct vgpu_render *r)
 {
+    if (r->r3d)
+        vgpu_r3d_reset(r->r3d);
     vgpu_idmap_foreach(r->resources, free_resource_cb, NULL);
     vgpu_idmap_destroy(r->resources);
     r->resources = vgpu_idmap_create(MAX_RESOURCES);
@@ -409,16 +467,22 @@ static void op_session_reset(struct vgpu_render *r)
         disable_scanout(r, s, false);
 }
 
+/* Completion callback of the 3D state: now or when the command's fence signals. */
+static void cmd_done(void *data, struct vgpu_rcmd *c)
+{
+    emit(data, &c->msg);
+}
+
 static void run_cmd(struct vgpu_render *r, struct vgpu_rcmd *c)
 {
     switch (c->op) {
     case VGPU_ROP_NONE:
         break;
     case VGPU_ROP_CREATE_2D:
-        c->resp_type = op_create_2d(r, c);
+        c->resp_type = r->r3d ? vgpu_r3d_run(r->r3d, c) : op_create_2d(r, c);
         break;
     case VGPU_ROP_UNREF:
-        c->resp_type = op_unref(r, c->u.res_id);
+        c->resp_type = op_unref(r, c);
         break;
     case VGPU_ROP_TRANSFER_2D:
         c->resp_type = op_transfer_2d(r, c);
@@ -436,38 +500,90 @@ static void run_cmd(struct vgpu_render *r, struct vgpu_rcmd *c)
     case VGPU_ROP_SESSION_RESET:
         op_session_reset(r);
         break;
+    case VGPU_ROP_ATTACH_BACKING:
+    case VGPU_ROP_DETACH_BACKING:
+    case VGPU_ROP_REATTACH:
+    case VGPU_ROP_CTX_CREATE:
+    case VGPU_ROP_CTX_DESTROY:
+    case VGPU_ROP_CTX_ATTACH:
+    case VGPU_ROP_CTX_DETACH:
+    case VGPU_ROP_CREATE_3D:
+    case VGPU_ROP_TRANSFER_3D:
+    case VGPU_ROP_SUBMIT_3D:
+    case VGPU_ROP_GET_CAPSET:
+        /* The reactor sends these only in 3D mode; answer rather than trust it. */
+        c->resp_type = r->r3d ? vgpu_r3d_run(r->r3d, c) : VIRTIO_GPU_RESP_ERR_UNSPEC;
+        break;
     }
-    emit(r, &c->msg);
+    if (r->r3d)
+        vgpu_r3d_complete(r->r3d, c); /* fenced commands wait for their fence */
+    else
+        emit(r, &c->msg);
 }
 
 /* --- the thread --------------------------------------------------------------------------- */
 
+/* With --virgl: brings virglrenderer up on this thread, which must then make every call. */
+static bool start_3d(struct vgpu_render *r)
+{
+    r->r3d = vgpu_r3d_create(r->opts.render_node, cmd_done, r);
+    if (!r->r3d)
+        return false;
+    struct vgpu_virgl_capset cs[VGPU_RENDER_MAX_CAPSETS];
+    unsigned int n = vgpu_r3d_capsets(r->r3d, cs, VGPU_RENDER_MAX_CAPSETS);
+    r->caps.virgl = true;
+    r->caps.ncapsets = n;
+    for (unsigned int i = 0; i < n; i++) {
+        r->caps.capsets[i].id = cs[i].id;
+        r->caps.capsets[i].max_version = cs[i].max_version;
+        r->caps.capsets[i].max_size = cs[i].max_size;
+    }
+    return true;
+}
+
 static void *render_main(void *arg)
 {
     struct vgpu_render *r = arg;
-    struct pollfd pfd = {.fd = r->wake_fd, .events = POLLIN};
 
+    r->started_ok = !r->opts.virgl || start_3d(r);
+    /* The post orders the caps (and started_ok) before create's reads of them. */
+    sem_post(&r->started);
+    if (!r->started_ok)
+        return NULL;
+
+    /* Commands and returned frames; with 3D also virglrenderer's fence eventfd. */
+    struct pollfd pfd[2] = {
+        {.fd = r->wake_fd, .events = POLLIN},
+        {.fd = r->r3d ? vgpu_r3d_poll_fd(r->r3d) : -1, .events = POLLIN},
+    };
     while (!atomic_load_explicit(&r->stop, memory_order_acquire)) {
         r->produced = false;
         take_returned_frames(r);
         struct vgpu_rcmd *c;
         while ((c = vgpu_spsc_pop(r->cmds)))
             run_cmd(r, c);
+        if (r->r3d && (pfd[1].revents & POLLIN))
+            vgpu_r3d_poll(r->r3d); /* completes the commands whose fences signalled */
         if (r->produced) {
             eventfd_write(r->done_fd, 1);
             if (r->opts.notify)
                 r->opts.notify(r->opts.notify_data);
         }
         /*
-         * Sleep until the reactor kicks. The kick is an eventfd counter, so a kick that
-         * arrives between the last pop and this poll is not lost.
+         * Sleep until the reactor kicks or a fence signals. The kick is an eventfd counter,
+         * so a kick that arrives between the last pop and this poll is not lost; virglrenderer
+         * reads its own eventfd in vgpu_r3d_poll. No timeout: idle means idle.
          */
-        if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+        pfd[1].revents = 0;
+        if (poll(pfd, r->r3d ? 2 : 1, -1) < 0 && errno != EINTR)
             vgpu_err("render: poll failed: %s", strerror(errno));
         eventfd_t v;
-        if (pfd.revents & POLLIN)
+        if (pfd[0].revents & POLLIN)
             (void)eventfd_read(r->wake_fd, &v);
     }
+    /* virglrenderer is confined to this thread: it goes down here, not in destroy. */
+    vgpu_r3d_destroy(r->r3d);
+    r->r3d = NULL;
     return NULL;
 }
 
@@ -485,12 +601,20 @@ struct vgpu_render *vgpu_render_create(const struct vgpu_render_options *opts)
     r->resources = vgpu_idmap_create(MAX_RESOURCES);
     if (r->wake_fd < 0 || r->done_fd < 0 || !r->cmds || !r->compl || !r->resources)
         goto err;
+    if (sem_init(&r->started, 0, 0) < 0)
+        goto err;
     int e = pthread_create(&r->thread, NULL, render_main, r);
     if (e) {
         vgpu_err("cannot start the render thread: %s", strerror(e));
+        sem_destroy(&r->started);
         goto err;
     }
     r->thread_started = true;
+    while (sem_wait(&r->started) < 0 && errno == EINTR)
+        ;
+    sem_destroy(&r->started);
+    if (!r->started_ok)
+        goto err; /* logged by the thread, which has returned */
     return r;
 err:
     vgpu_render_destroy(r);
@@ -577,5 +701,12 @@ void vgpu_render_return_frame(struct vgpu_render *r, struct vgpu_frame *frame)
 
 unsigned int vgpu_render_num_resources(struct vgpu_render *r)
 {
-    return atomic_load_explicit(&r->nresources, memory_order_relaxed);
+    unsigned int n = atomic_load_explicit(&r->nresources, memory_order_relaxed);
+    /* r3d is set before create returns and cleared only by the thread's exit. */
+    return r->r3d ? n + vgpu_r3d_num_resources(r->r3d) : n;
+}
+
+void vgpu_render_get_caps(const struct vgpu_render *r, struct vgpu_render_caps *caps)
+{
+    *caps = r->caps;
 }

@@ -3,6 +3,7 @@
 #define VGPU_RENDER_RENDER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "render/cmd.h"
 
@@ -22,12 +23,31 @@ struct vgpu_render_options {
     void (*notify)(void *data);
     void *notify_data;
     unsigned int ring_size; /* commands in flight at most (power of two); 0: 256 */
+    /* 3D through virglrenderer, initialised on the render thread before create returns. */
+    bool virgl;
+    const char *render_node; /* with virgl: this DRM render node, or NULL to look for one */
+};
+
+/* What the render thread can do, as found at start-up. */
+#define VGPU_RENDER_MAX_CAPSETS 4u
+struct vgpu_render_caps {
+    bool virgl; /* 3D commands are served */
+    unsigned int ncapsets;
+    struct {
+        uint32_t id, max_version, max_size;
+    } capsets[VGPU_RENDER_MAX_CAPSETS]; /* those virglrenderer really serves, by id */
 };
 
 struct vgpu_render;
 
-/* Starts the render thread. Returns NULL on failure (logged). */
+/*
+ * Starts the render thread. With opts->virgl it first initialises virglrenderer there and
+ * waits for the outcome. Returns NULL on failure (logged).
+ */
 struct vgpu_render *vgpu_render_create(const struct vgpu_render_options *opts);
+
+/* What it can do (fixed after create). Any thread. */
+void vgpu_render_get_caps(const struct vgpu_render *r, struct vgpu_render_caps *caps);
 
 /* Stops and joins the thread, then frees every resource and frame. NULL ok. Reactor. */
 void vgpu_render_destroy(struct vgpu_render *r);
