@@ -197,15 +197,18 @@ static void transfer(struct model *m, uint32_t id, struct virtio_gpu_rect r, uin
  * The last display message must be UPDATE of scanout with rectangle want (scanout
  * coordinates) showing the model's pixels, the scanout's rectangle starting at (sx, sy).
  */
-static void check_update(const struct gt_display *d, uint32_t scanout, struct virtio_gpu_rect want,
-                         const struct model *m, uint32_t sx, uint32_t sy)
+static bool update_matches(const struct gt_display *d, uint32_t scanout,
+                           struct virtio_gpu_rect want, const struct model *m, uint32_t sx,
+                           uint32_t sy, bool report)
 {
-    assert_int_equal(d->hdr.request, VGPU_FE_DISPLAY_UPDATE);
-    assert_int_equal(gt_display_u32(d, 0), scanout);
-    assert_int_equal(gt_display_u32(d, 4), want.x);
-    assert_int_equal(gt_display_u32(d, 8), want.y);
-    assert_int_equal(gt_display_u32(d, 12), want.width);
-    assert_int_equal(gt_display_u32(d, 16), want.height);
+    if (d->hdr.request != VGPU_FE_DISPLAY_UPDATE || gt_display_u32(d, 0) != scanout ||
+        gt_display_u32(d, 4) != want.x || gt_display_u32(d, 8) != want.y ||
+        gt_display_u32(d, 12) != want.width || gt_display_u32(d, 16) != want.height) {
+        if (report)
+            print_error("message %u is not UPDATE of scanout %u at %ux%u+%u+%u\n", d->hdr.request,
+                        scanout, want.width, want.height, want.x, want.y);
+        return false;
+    }
     const uint32_t mask = gt_argb_mask(m->fmt);
     for (uint32_t y = 0; y < want.height; y++) {
         for (uint32_t x = 0; x < want.width; x++) {
@@ -213,12 +216,22 @@ static void check_update(const struct gt_display *d, uint32_t scanout, struct vi
             uint32_t exp = gt_argb(m->fmt, m->px + (ry * m->w + rx) * BPP);
             uint32_t got = gt_load_u32(d->buf, 20 + ((size_t)y * want.width + x) * BPP);
             if ((got ^ exp) & mask) {
-                print_error("%s: UPDATE pixel (%u,%u) = 0x%08x, expected 0x%08x (mask 0x%08x)\n",
-                            gt_format_name(m->fmt), x, y, got, exp, mask);
-                fail();
+                if (report)
+                    print_error("%s: UPDATE pixel (%u,%u) = 0x%08x, expected 0x%08x (mask "
+                                "0x%08x)\n",
+                                gt_format_name(m->fmt), x, y, got, exp, mask);
+                return false;
             }
         }
     }
+    return true;
+}
+
+static void check_update(const struct gt_display *d, uint32_t scanout, struct virtio_gpu_rect want,
+                         const struct model *m, uint32_t sx, uint32_t sy)
+{
+    if (!update_matches(d, scanout, want, m, sx, sy, true))
+        fail();
 }
 
 static void expect_scanout(struct gt_display *d, uint32_t scanout, uint32_t w, uint32_t h)
@@ -889,6 +902,66 @@ static void test_restart_new_display_socket(void **state)
     finish();
 }
 
+/*
+ * QEMU pauses and resumes the VM (stop/cont, the end of a migration): D then E, a new display
+ * socket, but no device reset. The guest keeps its resources and scanouts and has no reason to
+ * send SET_SCANOUT again (fbcon never does); QEMU keeps its surface. The guest's next flush must
+ * still be shown: the new socket needs the scanout's SCANOUT before that UPDATE, so the daemon
+ * has to send it again itself.
+ */
+static void test_pause_resume_keeps_showing(void **state)
+{
+    struct vgpu_fe_config cfg = config(false);
+    struct gt_backing bk;
+    struct model m;
+
+    cfg.reset_device = false;
+    struct vgpu_fe *fe = spawn(NULL, &cfg);
+    start_with_display(0);
+    make_resource(&m, &bk, 1, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, 32, 32, 1);
+    transfer(&m, 1, GT_RECT(0, 0, 32, 32), 0);
+    GT_EXPECT(gt_set_scanout(fe, 0, 1, GT_RECT(0, 0, 32, 32)), OK);
+    expect_scanout(&S.disp, 0, 32, 32);
+    GT_EXPECT(gt_flush(fe, 1, GT_RECT(0, 0, 32, 32)), OK);
+    gt_display_expect(&S.disp, VGPU_FE_DISPLAY_UPDATE);
+
+    FE_CHECK(fe, vgpu_fe_stop(fe)); /* no RESET_DEVICE: a pause */
+    FE_CHECK(fe, vgpu_fe_start(fe));
+    gt_display_reset(&S.disp);
+    gt_display_handshake(&S.disp, 0);
+
+    /* The guest draws on, as if nothing happened. */
+    model_fill(&m, fe, &bk, 2);
+    transfer(&m, 1, GT_RECT(0, 0, 32, 32), 0);
+    GT_EXPECT(gt_flush(fe, 1, GT_RECT(0, 0, 32, 32)), OK);
+    int r = gt_display_recv(&S.disp, itest_ms(2000));
+    if (r != VGPU_FE_DISPLAY_SCANOUT) {
+        print_error("after a pause and resume the guest's flush reached QEMU as %d (%s): the new "
+                    "display socket never got the scanout's SCANOUT, so the UPDATE was dropped "
+                    "and the screen stays frozen\n",
+                    r, r < 0 ? strerror(-r) : "another message");
+        fail();
+    }
+    assert_int_equal(gt_display_u32(&S.disp, 0), 0);
+    assert_int_equal(gt_display_u32(&S.disp, 4), 32);
+    assert_int_equal(gt_display_u32(&S.disp, 8), 32);
+    /* Whatever repaint the daemon adds, the last picture is the guest's latest. */
+    unsigned int updates = 0;
+    bool last_ok = false;
+    while ((r = gt_display_recv(&S.disp, 300)) >= 0) {
+        assert_int_equal(r, VGPU_FE_DISPLAY_UPDATE);
+        last_ok = update_matches(&S.disp, 0, GT_RECT(0, 0, 32, 32), &m, 0, 0, false);
+        updates++;
+    }
+    assert_true(updates > 0);
+    if (!last_ok) {
+        print_error("the last UPDATE after the resume is not the guest's latest frame\n");
+        fail();
+    }
+    model_finish(&m);
+    finish();
+}
+
 /* ---- display back-pressure ---- */
 
 #define BW 1280u
@@ -1173,6 +1246,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cursor, teardown),
         cmocka_unit_test_teardown(test_fences_in_order, teardown),
         cmocka_unit_test_teardown(test_restart_new_display_socket, teardown),
+        cmocka_unit_test_teardown(test_pause_resume_keeps_showing, teardown),
         cmocka_unit_test_teardown(test_display_backpressure, teardown),
         cmocka_unit_test_teardown(test_display_closed_midstream, teardown),
         cmocka_unit_test_teardown(test_display_info_unanswered, teardown),
