@@ -422,7 +422,9 @@ static void test_edid_forwarded(void **state)
     assert_int_equal(got.size, 256);
     assert_memory_equal(got.edid, q.edid, sizeof(q.edid));
 
-    /* Another scanout QEMU may have (it owns num_scanouts): asked with its own id. */
+    /* A VM with four outputs (QEMU owns num_scanouts): scanout 3 is asked with its own id. */
+    static const uint32_t four[4][2] = {{1280, 800}, {1024, 768}, {800, 600}, {640, 480}};
+    display_info_via_qemu(display_info_of(4, four));
     req.scanout = 3;
     req.hdr.fence_id = 6;
     q.edid[0] = 0x42;
@@ -819,6 +821,50 @@ static void test_fences_in_order(void **state)
     vgpu_fe_alloc_release(fe, mark);
     assert_true(vgpu_fe_display_count(fe, VGPU_FE_DISPLAY_GET_DISPLAY_INFO) >= N / KINDS);
     model_finish(&m);
+    finish();
+}
+
+/*
+ * QEMU 10 answers GET_EDID only for its own outputs (max_outputs): for any other scanout it
+ * logs "invalid scanout" and sends nothing (reference section 2.4). A guest asking for the
+ * EDID of scanout 5 on a one-output VM must get an answer, and one such command must not cost
+ * QEMU its display.
+ */
+static void test_edid_for_scanout_qemu_lacks(void **state)
+{
+    static const uint32_t one[1][2] = {{1280, 800}};
+    struct vgpu_fe_config cfg = config(false);
+
+    struct vgpu_fe *fe = spawn(NULL, &cfg);
+    start_with_display(0x1);
+    /* QEMU has told the guest, and the daemon, about its single output. */
+    display_info_via_qemu(display_info_of(1, one));
+
+    struct virtio_gpu_cmd_get_edid req = {.hdr = {.type = VIRTIO_GPU_CMD_GET_EDID}, .scanout = 5};
+    struct virtio_gpu_resp_edid got;
+    struct gt_req r;
+    gt_post(fe, &req, sizeof(req), sizeof(got), 0, &r);
+    /* Play QEMU 10: a GET_EDID for scanout 5 is read and left unanswered. */
+    int m = gt_display_recv(&S.disp, 300);
+    if (m == VGPU_FE_DISPLAY_GET_EDID)
+        assert_int_equal(gt_display_u32(&S.disp, 0), 5);
+    else
+        assert_int_equal(m, -ETIMEDOUT);
+    GT_EXPECT(gt_wait(fe, &r, itest_ms(6000), &got), VIRTIO_GPU_RESP_OK_EDID);
+
+    /* QEMU's display still works. */
+    struct gt_backing bk;
+    struct model mo;
+    make_resource(&mo, &bk, 1, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, 32, 32, 1);
+    GT_EXPECT(gt_set_scanout(fe, 0, 1, GT_RECT(0, 0, 32, 32)), OK);
+    int s = gt_display_recv(&S.disp, itest_ms(2000));
+    if (s != VGPU_FE_DISPLAY_SCANOUT) {
+        print_error("after one GET_EDID for a scanout QEMU does not have, QEMU's display got %d "
+                    "(%s) instead of SCANOUT: the daemon gave up on the display socket\n",
+                    s, s < 0 ? strerror(-s) : "another message");
+        fail();
+    }
+    model_finish(&mo);
     finish();
 }
 
@@ -1239,6 +1285,7 @@ int main(void)
         cmocka_unit_test_teardown(test_display_info_from_qemu, teardown),
         cmocka_unit_test_teardown(test_edid_generated, teardown),
         cmocka_unit_test_teardown(test_edid_forwarded, teardown),
+        cmocka_unit_test_teardown(test_edid_for_scanout_qemu_lacks, teardown),
         cmocka_unit_test_teardown(test_formats_scattered_backing, teardown),
         cmocka_unit_test_teardown(test_scanout_rects, teardown),
         cmocka_unit_test_teardown(test_resource_lifecycle, teardown),
