@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -8,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "reactor/reactor.h"
 #include "reactor/server.h"
@@ -29,7 +32,12 @@ static void usage(FILE *out)
             "      --outputs N            number of scanouts, 1..16 (default 1)\n"
             "      --size WxH[,WxH...]    preferred size of each output (default 1280x800)\n"
             "      --max-hostmem SIZE     host memory one guest may make us hold, with K, M\n"
-            "                             or G suffix (default 256M)\n"
+            "                             or G suffix (default 256M, 1G with --virgl)\n"
+            "      --virgl                3D through virglrenderer (OpenGL guests); works\n"
+            "                             without a GPU (Mesa's software rasteriser)\n"
+            "      --render-node PATH     with --virgl, render on this DRM render node\n"
+            "                             (default: the first /dev/dri/renderD* that works,\n"
+            "                             else no GPU)\n"
             "  -l, --log-level LEVEL      error, warn, info (default) or debug\n"
             "  -v, --verbose              same as --log-level debug\n"
             "  -h, --help                 print this help and exit\n"
@@ -40,10 +48,31 @@ static void usage(FILE *out)
             "  -chardev socket,id=vgpu,path=PATH -device vhost-user-gpu-pci,chardev=vgpu\n");
 }
 
+/* Whether the host has a DRM render node (libvirt picks one itself if we claim to take one). */
+static bool host_has_render_node(void)
+{
+    DIR *dir = opendir("/dev/dri");
+    if (!dir)
+        return false;
+    bool found = false;
+    struct dirent *e;
+    while (!found && (e = readdir(dir)))
+        found = strncmp(e->d_name, "renderD", 7) == 0;
+    closedir(dir);
+    return found;
+}
+
 static void print_capabilities(void)
 {
-    /* docs/interop/vhost-user.json: only features this build really supports. */
-    printf("{\n  \"type\": \"gpu\",\n  \"features\": [\n  ]\n}\n");
+    /*
+     * docs/interop/vhost-user.json: only features this build and host really support.
+     * "render-node" only with a node: libvirt then always passes --render-node, and fails on
+     * a host without one.
+     */
+    printf("{\n  \"type\": \"gpu\",\n  \"features\": [\n");
+    if (host_has_render_node())
+        printf("    \"render-node\",\n");
+    printf("    \"virgl\"\n  ]\n}\n");
 }
 
 /* Prints one line about a bad command line and returns the usage exit status. */
@@ -72,7 +101,7 @@ static void on_stop_signal(void *data, int signum)
     vgpu_reactor_stop(data);
 }
 
-enum { OPT_OUTPUTS = 256, OPT_SIZE, OPT_MAX_HOSTMEM };
+enum { OPT_OUTPUTS = 256, OPT_SIZE, OPT_MAX_HOSTMEM, OPT_VIRGL, OPT_RENDER_NODE };
 
 /* "1920x1080,1280x800": one size per output, in order. */
 static int parse_sizes(const char *arg, struct vgpu_gpu_options *gpu)
@@ -143,6 +172,8 @@ int main(int argc, char **argv)
         {"outputs", required_argument, NULL, OPT_OUTPUTS},
         {"size", required_argument, NULL, OPT_SIZE},
         {"max-hostmem", required_argument, NULL, OPT_MAX_HOSTMEM},
+        {"virgl", no_argument, NULL, OPT_VIRGL},
+        {"render-node", required_argument, NULL, OPT_RENDER_NODE},
         {"log-level", required_argument, NULL, 'l'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -167,6 +198,7 @@ int main(int argc, char **argv)
     unsigned long v;
     int nsizes = 0;
     bool outputs_given = false;
+    bool hostmem_given = false;
 
     opterr = 0;
     int c;
@@ -196,6 +228,15 @@ int main(int argc, char **argv)
         case OPT_MAX_HOSTMEM:
             if (parse_bytes(optarg, &opts.gpu.max_hostmem) < 0)
                 return bad_usage("--max-hostmem takes a size like 512M", optarg);
+            hostmem_given = true;
+            break;
+        case OPT_VIRGL:
+            opts.virgl = true;
+            break;
+        case OPT_RENDER_NODE:
+            if (!*optarg)
+                return bad_usage("--render-node needs a path", NULL);
+            opts.render_node = optarg;
             break;
         case 'l':
             if (vgpu_log_parse_level(optarg, &level) < 0)
@@ -224,8 +265,22 @@ int main(int argc, char **argv)
         opts.gpu.outputs = (unsigned int)nsizes;
     if (!opts.socket_path == (opts.fd < 0))
         return bad_usage("give exactly one of --socket-path and --fd", NULL);
+    /* 3D guests hold textures, depth buffers and vertex buffers besides their framebuffer. */
+    if (opts.virgl && !hostmem_given)
+        opts.gpu.max_hostmem = 1ull << 30;
 
     vgpu_log_set_level(level);
+    if (opts.render_node) {
+        /* As QEMU: a node that cannot be opened is an error at start, 2D or 3D. */
+        int fd = open(opts.render_node, O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+            vgpu_err("cannot open render node %s: %s", opts.render_node, strerror(errno));
+            return 1;
+        }
+        close(fd);
+        if (!opts.virgl)
+            vgpu_info("--render-node %s is used only with --virgl", opts.render_node);
+    }
     /* A front-end that goes away must never kill us through a write. */
     signal(SIGPIPE, SIG_IGN);
 

@@ -229,10 +229,18 @@ struct vgpu_server *vgpu_server_create(struct vgpu_reactor *r,
     s->render_wake = vgpu_reactor_async_create(r, on_render_wake, s);
     if (!s->render_wake)
         goto err;
-    struct vgpu_render_options ropts = {.notify = render_notify, .notify_data = s->render_wake};
+    struct vgpu_render_options ropts = {
+        .notify = render_notify,
+        .notify_data = s->render_wake,
+        .virgl = opts->virgl,
+        .render_node = opts->render_node,
+    };
+    /* Before the socket: a daemon that cannot do 3D when asked fails before it serves. */
     s->render = vgpu_render_create(&ropts);
-    if (!s->render)
+    if (!s->render) {
+        ret = opts->virgl ? -ENODEV : -ENOMEM;
         goto err;
+    }
 
     ret = opts->socket_path ? listen_path(s, opts->socket_path) : adopt_fd(s, opts->fd);
     if (ret < 0)

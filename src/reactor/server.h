@@ -2,6 +2,8 @@
 #ifndef VGPU_REACTOR_SERVER_H
 #define VGPU_REACTOR_SERVER_H
 
+#include <stdbool.h>
+
 #include "reactor/reactor.h"
 #include "virtio/gpu_dev.h"
 
@@ -16,13 +18,16 @@
 struct vgpu_server_options {
     const char *socket_path; /* listen here, or NULL */
     int fd;                  /* inherited socket (listening or connected), or -1 */
+    bool virgl;              /* 3D through virglrenderer; it must start before we serve */
+    const char *render_node; /* with virgl: this DRM render node, or NULL to look for one */
     struct vgpu_gpu_options gpu;
 };
 
 struct vgpu_server;
 
 /*
- * Sets up the endpoint and starts watching it. With socket_path, a stale socket file is
+ * Starts the render thread (with virgl: virglrenderer, failing here if it cannot start), then
+ * sets up the endpoint and starts watching it. With socket_path, a stale socket file is
  * replaced; a path a live process serves (-EADDRINUSE) or that is not a socket (-EEXIST) is
  * refused. Returns NULL and sets *err (a negative errno) on failure, after logging why.
  */

@@ -38,6 +38,16 @@ struct res_meta {
     uint64_t backing_len;
     bool has_uuid;
     uint8_t uuid[16];
+    /* 3D (CREATE_3D); a 2D resource in 3D mode is a 2D texture with depth 1, one layer. */
+    bool is_3d;
+    uint32_t target, depth, array_size, last_level;
+};
+
+/* The reactor's view of one 3D context. */
+struct ctx_meta {
+    uint32_t id;
+    uint64_t serial; /* tells this context from a later one with the same id */
+    bool lost;       /* destroyed by the render thread after a bad command stream */
 };
 
 struct display_req {
@@ -56,6 +66,10 @@ struct vgpu_gpu_dev {
     struct vgpu_idmap *resources;
     uint64_t hostmem_used;
     uint64_t next_serial;
+
+    /* 3D: what the render thread serves (virgl, capsets) and the guest's contexts. */
+    struct vgpu_render_caps caps;
+    struct vgpu_idmap *contexts;
 
     /* Display info as last known: our options, or QEMU's last reply. */
     struct virtio_gpu_resp_display_info display_info;
@@ -86,6 +100,7 @@ void vgpu_gpu_options_init(struct vgpu_gpu_options *opts)
     }
     opts->max_hostmem = 256ull << 20;
     opts->max_resources = 4096;
+    opts->max_contexts = 64;
     opts->display_timeout_ms = 2000;
 }
 
@@ -114,6 +129,15 @@ static void cmd_free(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
         free(c->resp);
     if (c->op == VGPU_ROP_TRANSFER_2D)
         free(c->u.transfer.iov);
+    if (c->op == VGPU_ROP_ATTACH_BACKING)
+        free(c->u.backing.iov); /* NULL when the render thread took it */
+    if (c->op == VGPU_ROP_SUBMIT_3D)
+        free(c->u.submit.iov);
+    if (c->op == VGPU_ROP_REATTACH) {
+        for (unsigned int i = 0; i < c->u.reattach.n; i++)
+            free(c->u.reattach.items[i].iov);
+        free(c->u.reattach.items);
+    }
     c->op = VGPU_ROP_NONE;
     c->next_free = g->free_cmds;
     g->free_cmds = c;
@@ -534,6 +558,23 @@ static uint32_t cmd_unref(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     return 0;
 }
 
+/* pipe_texture_target values (virglrenderer's virgl_hw.h). */
+enum {
+    TARGET_BUFFER = 0,
+    TARGET_TEXTURE_2D = 2,
+    TARGET_TEXTURE_RECT = 5,
+    TARGET_TEXTURE_2D_ARRAY = 7,
+    TARGET_MAX = 9, /* one past TEXTURE_CUBE_ARRAY */
+};
+
+/* Whether a 3D resource can be read back into a frame: a flat texture in a 32-bit layout. */
+static bool res_is_showable(const struct res_meta *m)
+{
+    bool flat = m->target == TARGET_TEXTURE_2D || m->target == TARGET_TEXTURE_RECT ||
+                m->target == TARGET_TEXTURE_2D_ARRAY;
+    return flat && vgpu_format_from_virgl(m->format) != 0;
+}
+
 static uint32_t cmd_set_scanout(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
 {
     struct virtio_gpu_set_scanout req;
@@ -553,6 +594,11 @@ static uint32_t cmd_set_scanout(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     if (req.r.width == 0 || req.r.height == 0 || !rect_inside(&req.r, m->width, m->height)) {
         vgpu_warn_guest("gpu: set_scanout: rect %ux%u+%u+%u outside resource %u (%ux%u)",
                         req.r.width, req.r.height, req.r.x, req.r.y, m->id, m->width, m->height);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    if (m->is_3d && !res_is_showable(m)) {
+        vgpu_warn_guest("gpu: set_scanout: resource %u (target %u, format %u) cannot be shown",
+                        m->id, m->target, m->format);
         return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
     }
     c->u.scanout.r = req.r;
@@ -641,6 +687,17 @@ static uint32_t cmd_transfer_2d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
                         (unsigned long long)m->backing_len);
         return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
     }
+    if (g->caps.virgl) {
+        /* virglrenderer copies from the backing it holds; rows are a resource width apart. */
+        c->op = VGPU_ROP_TRANSFER_3D;
+        c->u.transfer_3d.res_id = m->id;
+        c->u.transfer_3d.stride = (uint32_t)stride;
+        c->u.transfer_3d.box = (struct vgpu_box){
+            .x = req.r.x, .y = req.r.y, .w = req.r.width, .h = req.r.height, .d = 1};
+        c->u.transfer_3d.offset = req.offset;
+        c->u.transfer_3d.to_host = true;
+        return 0;
+    }
     unsigned int n;
     struct iovec *iov = slice_iov(m, req.offset, span, &n);
     if (!iov)
@@ -695,6 +752,19 @@ static uint32_t cmd_attach_backing(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
         meta_detach(g, m);
         return r == -EFAULT ? VIRTIO_GPU_RESP_ERR_UNSPEC : VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
     }
+    if (g->caps.virgl) {
+        /* virglrenderer keeps the list: the render thread gets its own copy to own. */
+        struct iovec *copy = malloc((m->niov ? m->niov : 1) * sizeof(*copy));
+        if (!copy) {
+            meta_detach(g, m);
+            return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+        }
+        memcpy(copy, m->iov, m->niov * sizeof(*copy));
+        c->op = VGPU_ROP_ATTACH_BACKING;
+        c->u.backing.res_id = m->id;
+        c->u.backing.iov = copy;
+        c->u.backing.niov = m->niov;
+    }
     return 0;
 }
 
@@ -711,6 +781,10 @@ static uint32_t cmd_detach_backing(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     }
     /* Transfers already queued carry their own copy of the iovecs. */
     meta_detach(g, m);
+    if (g->caps.virgl) {
+        c->op = VGPU_ROP_DETACH_BACKING;
+        c->u.res_id = m->id;
+    }
     return 0;
 }
 
@@ -785,18 +859,384 @@ static uint32_t cmd_get_capset_info(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
 {
     struct virtio_gpu_get_capset_info req;
     READ_REQ(c, req);
-    /* No capsets without 3D. */
-    vgpu_warn_guest("gpu: get_capset_info: index %u, device has %u capsets", req.capset_index,
-                    g->config.num_capsets);
-    return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    /* Index into the capsets really enabled (none without 3D), gathered at start-up. */
+    if (req.capset_index >= g->caps.ncapsets) {
+        vgpu_warn_guest("gpu: get_capset_info: index %u, device has %u capsets", req.capset_index,
+                        g->caps.ncapsets);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    if (resp_prepare(c, VIRTIO_GPU_RESP_OK_CAPSET_INFO,
+                     sizeof(struct virtio_gpu_resp_capset_info))) {
+        struct virtio_gpu_resp_capset_info *info = c->resp;
+        info->capset_id = g->caps.capsets[req.capset_index].id;
+        info->capset_max_version = g->caps.capsets[req.capset_index].max_version;
+        info->capset_max_size = g->caps.capsets[req.capset_index].max_size;
+    }
+    return 0;
 }
 
 static uint32_t cmd_get_capset(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
 {
     struct virtio_gpu_get_capset req;
     READ_REQ(c, req);
-    vgpu_warn_guest("gpu: get_capset: capset %u is not supported", req.capset_id);
-    return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    unsigned int i = 0;
+    while (i < g->caps.ncapsets && g->caps.capsets[i].id != req.capset_id)
+        i++;
+    if (i == g->caps.ncapsets) {
+        vgpu_warn_guest("gpu: get_capset: capset %u is not supported", req.capset_id);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    uint32_t size = g->caps.capsets[i].max_size;
+    if (req.capset_version > g->caps.capsets[i].max_version) {
+        vgpu_warn_guest("gpu: get_capset: capset %u has no version %u", req.capset_id,
+                        req.capset_version);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    /* The whole capset or an error, never a truncated one (QEMU CVE-2016-10028, -2021-3546). */
+    uint64_t len = sizeof(struct virtio_gpu_ctrl_hdr) + (uint64_t)size;
+    if (c->chain.in_bytes < len) {
+        vgpu_warn_guest("gpu: get_capset: capset %u needs %llu response bytes, chain has %llu",
+                        req.capset_id, (unsigned long long)len,
+                        (unsigned long long)c->chain.in_bytes);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    /* Zeroed, so whatever virglrenderer leaves unwritten reaches the guest as zeros. */
+    if (!resp_prepare(c, VIRTIO_GPU_RESP_OK_CAPSET, (uint32_t)len))
+        return 0;                /* out of memory: the error response is prepared */
+    c->op = VGPU_ROP_GET_CAPSET; /* fill_caps must run on the render thread */
+    c->u.capset.id = req.capset_id;
+    c->u.capset.version = req.capset_version;
+    c->u.capset.size = size;
+    return 0;
+}
+
+/* --- 3D ----------------------------------------------------------------------------------- */
+
+/* A live context of the guest's (not lost), or NULL with a warning. */
+static struct ctx_meta *ctx_lookup(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c, uint32_t id)
+{
+    struct ctx_meta *x = id ? vgpu_idmap_get(g->contexts, id) : NULL;
+    if (!x || x->lost) {
+        vgpu_warn_guest("gpu: command 0x%x: no context %u%s", c->hdr.type, id,
+                        x ? " (destroyed after a bad command stream)" : "");
+        return NULL;
+    }
+    return x;
+}
+
+static uint32_t cmd_ctx_create(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_ctx_create req;
+    READ_REQ(c, req);
+    uint32_t id = c->hdr.ctx_id;
+    if (id == 0 || id > VGPU_GPU_MAX_CTX_ID || vgpu_idmap_get(g->contexts, id)) {
+        vgpu_warn_guest("gpu: ctx_create: context id %u is %s", id,
+                        id == 0 || id > VGPU_GPU_MAX_CTX_ID ? "out of range" : "in use");
+        return VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID;
+    }
+    if (vgpu_idmap_count(g->contexts) >= g->opts.max_contexts) {
+        vgpu_warn_guest("gpu: ctx_create %u: the guest already has %u contexts", id,
+                        g->opts.max_contexts);
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    }
+    /* With CONTEXT_INIT the low byte picks the capset; it must be one we serve. */
+    uint32_t capset = 0;
+    if (g->features & BIT(VIRTIO_GPU_F_CONTEXT_INIT))
+        capset = req.context_init & VIRTIO_GPU_CONTEXT_INIT_CAPSET_ID_MASK;
+    bool known = capset == 0;
+    for (unsigned int i = 0; i < g->caps.ncapsets; i++)
+        known = known || g->caps.capsets[i].id == capset;
+    if (!known) {
+        vgpu_warn_guest("gpu: ctx_create %u: capset %u is not served", id, capset);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    struct ctx_meta *x = calloc(1, sizeof(*x));
+    if (!x)
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    x->id = id;
+    x->serial = ++g->next_serial;
+    if (vgpu_idmap_insert(g->contexts, id, x) < 0) {
+        free(x);
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    }
+    c->op = VGPU_ROP_CTX_CREATE;
+    c->serial = x->serial;
+    c->u.ctx_create.ctx_id = id;
+    c->u.ctx_create.capset_id = capset;
+    c->u.ctx_create.nlen = req.nlen < sizeof(req.debug_name) ? req.nlen : sizeof(req.debug_name);
+    memcpy(c->u.ctx_create.name, req.debug_name, sizeof(c->u.ctx_create.name));
+    return 0;
+}
+
+static uint32_t cmd_ctx_destroy(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_ctrl_hdr req;
+    READ_REQ(c, req);
+    struct ctx_meta *x = c->hdr.ctx_id ? vgpu_idmap_remove(g->contexts, c->hdr.ctx_id) : NULL;
+    if (!x) {
+        vgpu_warn_guest("gpu: ctx_destroy: no context %u", c->hdr.ctx_id);
+        return VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID;
+    }
+    bool lost = x->lost;
+    free(x);
+    if (lost)
+        return 0; /* the render thread destroyed it already */
+    c->op = VGPU_ROP_CTX_DESTROY;
+    c->u.ctx.ctx_id = c->hdr.ctx_id;
+    return 0;
+}
+
+static uint32_t cmd_ctx_resource(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_ctx_resource req;
+    READ_REQ(c, req);
+    if (!ctx_lookup(g, c, c->hdr.ctx_id))
+        return VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID;
+    if (!lookup(g, c, req.resource_id))
+        return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+    c->op = c->hdr.type == VIRTIO_GPU_CMD_CTX_ATTACH_RESOURCE ? VGPU_ROP_CTX_ATTACH
+                                                              : VGPU_ROP_CTX_DETACH;
+    c->u.ctx.ctx_id = c->hdr.ctx_id;
+    c->u.ctx.res_id = req.resource_id;
+    return 0;
+}
+
+/*
+ * Host bytes a 3D resource may cost: 4 bytes a texel (most formats; it is a charge, not an
+ * allocation), every layer and sample, twice for a mip chain; a buffer, its bytes. False on
+ * overflow.
+ */
+static bool estimate_3d(const struct virtio_gpu_resource_create_3d *q, uint64_t *out)
+{
+    uint64_t b = q->width;
+    if (q->target != TARGET_BUFFER &&
+        (__builtin_mul_overflow(b, (uint64_t)q->height, &b) ||
+         __builtin_mul_overflow(b, (uint64_t)(q->depth ? q->depth : 1), &b) ||
+         __builtin_mul_overflow(b, (uint64_t)(q->array_size ? q->array_size : 1), &b) ||
+         __builtin_mul_overflow(b, (uint64_t)BPP, &b)))
+        return false;
+    if (__builtin_mul_overflow(b, (uint64_t)(q->nr_samples > 1 ? q->nr_samples : 1), &b) ||
+        __builtin_mul_overflow(b, (uint64_t)(q->last_level ? 2 : 1), &b))
+        return false;
+    *out = b;
+    return true;
+}
+
+static uint32_t cmd_create_3d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_resource_create_3d req;
+    READ_REQ(c, req);
+    if (req.resource_id == 0 || vgpu_idmap_get(g->resources, req.resource_id)) {
+        vgpu_warn_guest("gpu: create_3d: resource id %u is %s", req.resource_id,
+                        req.resource_id ? "in use" : "reserved");
+        return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+    }
+    /* virglrenderer checks formats, binds and sizes per target; we check what we rely on. */
+    if (req.target >= TARGET_MAX || req.width == 0 || req.height == 0 || req.width > INT32_MAX ||
+        req.height > INT32_MAX || req.depth > INT32_MAX || req.array_size > INT32_MAX ||
+        req.last_level > 31) {
+        vgpu_warn_guest("gpu: create_3d %u: target %u size %ux%ux%u refused", req.resource_id,
+                        req.target, req.width, req.height, req.depth);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    uint64_t bytes;
+    if (!estimate_3d(&req, &bytes))
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    if (vgpu_idmap_count(g->resources) >= g->opts.max_resources) {
+        vgpu_warn_guest("gpu: create_3d %u: the guest already has %u resources", req.resource_id,
+                        g->opts.max_resources);
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    }
+    struct res_meta *m = calloc(1, sizeof(*m));
+    if (!m)
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    if (!charge(g, bytes)) {
+        vgpu_warn_guest("gpu: create_3d %u: %ux%ux%u exceeds the guest's host memory limit",
+                        req.resource_id, req.width, req.height, req.depth);
+        free(m);
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    }
+    *m = (struct res_meta){
+        .id = req.resource_id,
+        .format = req.format,
+        .width = req.width,
+        .height = req.height,
+        .serial = ++g->next_serial,
+        .bytes = bytes,
+        .is_3d = true,
+        .target = req.target,
+        .depth = req.depth,
+        .array_size = req.array_size,
+        .last_level = req.last_level,
+    };
+    if (vgpu_idmap_insert(g->resources, m->id, m) < 0) {
+        meta_free(g, m);
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    }
+    c->op = VGPU_ROP_CREATE_3D;
+    c->serial = m->serial;
+    c->u.create_3d.res_id = m->id;
+    c->u.create_3d.target = req.target;
+    c->u.create_3d.format = req.format;
+    c->u.create_3d.bind = req.bind;
+    c->u.create_3d.width = req.width;
+    c->u.create_3d.height = req.height;
+    c->u.create_3d.depth = req.depth;
+    c->u.create_3d.array_size = req.array_size;
+    c->u.create_3d.last_level = req.last_level;
+    c->u.create_3d.nr_samples = req.nr_samples;
+    c->u.create_3d.flags = req.flags;
+    return 0;
+}
+
+static uint32_t cmd_transfer_3d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_transfer_host_3d req;
+    READ_REQ(c, req);
+    struct res_meta *m = lookup(g, c, req.resource_id);
+    if (!m)
+        return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+    if (c->hdr.ctx_id && !ctx_lookup(g, c, c->hdr.ctx_id))
+        return VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID;
+    /*
+     * The box lies inside level 0: virglrenderer checks the level's own size and the bytes
+     * the backing must hold; these bounds keep its int arithmetic away from overflow.
+     */
+    uint64_t layers = 1;
+    if (m->is_3d)
+        layers = m->depth > m->array_size ? m->depth : m->array_size;
+    uint32_t last_level = m->is_3d ? m->last_level : 0;
+    const struct virtio_gpu_box *b = &req.box;
+    if ((uint64_t)b->x + b->w > m->width || (uint64_t)b->y + b->h > m->height ||
+        (uint64_t)b->z + b->d > (layers ? layers : 1) || req.level > last_level) {
+        vgpu_warn_guest("gpu: transfer_3d: box %ux%ux%u+%u+%u+%u level %u outside resource %u",
+                        b->w, b->h, b->d, b->x, b->y, b->z, req.level, m->id);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    if (!m->entries) {
+        vgpu_warn_guest("gpu: transfer_3d: resource %u has no backing", m->id);
+        return VIRTIO_GPU_RESP_ERR_UNSPEC;
+    }
+    if (req.offset > m->backing_len || req.stride > INT32_MAX || req.layer_stride > INT32_MAX) {
+        vgpu_warn_guest("gpu: transfer_3d: offset %llu, backing has %llu",
+                        (unsigned long long)req.offset, (unsigned long long)m->backing_len);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    c->op = VGPU_ROP_TRANSFER_3D;
+    c->u.transfer_3d.res_id = m->id;
+    c->u.transfer_3d.ctx_id = c->hdr.ctx_id;
+    c->u.transfer_3d.level = req.level;
+    c->u.transfer_3d.stride = req.stride;
+    c->u.transfer_3d.layer_stride = req.layer_stride;
+    c->u.transfer_3d.box = (struct vgpu_box){b->x, b->y, b->z, b->w, b->h, b->d};
+    c->u.transfer_3d.offset = req.offset;
+    c->u.transfer_3d.to_host = c->hdr.type == VIRTIO_GPU_CMD_TRANSFER_TO_HOST_3D;
+    return 0;
+}
+
+/* The iovecs covering [off, off + len) of a list, copied into a new array. */
+static struct iovec *iov_slice(const struct iovec *src, unsigned int n, uint64_t off, uint64_t len,
+                               unsigned int *out_n)
+{
+    unsigned int first = 0;
+    uint64_t base = 0;
+    while (first < n && base + src[first].iov_len <= off) {
+        base += src[first].iov_len;
+        first++;
+    }
+    unsigned int cnt = 0;
+    uint64_t end = base;
+    while (first + cnt < n && end < off + len) {
+        end += src[first + cnt].iov_len;
+        cnt++;
+    }
+    struct iovec *iov = malloc((cnt ? cnt : 1) * sizeof(*iov));
+    if (!iov)
+        return NULL;
+    memcpy(iov, src + first, cnt * sizeof(*iov));
+    if (cnt) {
+        size_t skip = (size_t)(off - base);
+        iov[0].iov_base = (uint8_t *)iov[0].iov_base + skip;
+        iov[0].iov_len -= skip;
+        iov[cnt - 1].iov_len -= (size_t)(end - (off + len));
+    }
+    *out_n = cnt;
+    return iov;
+}
+
+static uint32_t cmd_submit_3d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_cmd_submit req;
+    READ_REQ(c, req);
+    struct ctx_meta *x = ctx_lookup(g, c, c->hdr.ctx_id);
+    if (!x)
+        return VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID;
+    /* Bounded by the bytes really in the chain, before anything is allocated. */
+    uint64_t avail = c->chain.out_bytes - sizeof(req);
+    if (req.size % 4 != 0 || req.size > VGPU_SUBMIT_MAX || req.size > avail) {
+        vgpu_warn_guest("gpu: submit_3d: %u bytes (chain holds %llu; at most %u, multiple of 4)",
+                        req.size, (unsigned long long)avail, VGPU_SUBMIT_MAX);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    unsigned int n = 0;
+    struct iovec *iov =
+        iov_slice(vgpu_chain_iov(&c->chain), c->chain.out_num, sizeof(req), req.size, &n);
+    if (!iov)
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    c->op = VGPU_ROP_SUBMIT_3D;
+    c->serial = x->serial;
+    c->u.submit.ctx_id = x->id;
+    c->u.submit.size = req.size;
+    c->u.submit.iov = iov;
+    c->u.submit.niov = n;
+    return 0;
+}
+
+/* The 3D commands (3D mode only). */
+static uint32_t decode_3d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    switch (c->hdr.type) {
+    case VIRTIO_GPU_CMD_CTX_CREATE:
+        return cmd_ctx_create(g, c);
+    case VIRTIO_GPU_CMD_CTX_DESTROY:
+        return cmd_ctx_destroy(g, c);
+    case VIRTIO_GPU_CMD_CTX_ATTACH_RESOURCE:
+    case VIRTIO_GPU_CMD_CTX_DETACH_RESOURCE:
+        return cmd_ctx_resource(g, c);
+    case VIRTIO_GPU_CMD_RESOURCE_CREATE_3D:
+        return cmd_create_3d(g, c);
+    case VIRTIO_GPU_CMD_TRANSFER_TO_HOST_3D:
+    case VIRTIO_GPU_CMD_TRANSFER_FROM_HOST_3D:
+        return cmd_transfer_3d(g, c);
+    case VIRTIO_GPU_CMD_SUBMIT_3D:
+        return cmd_submit_3d(g, c);
+    default:
+        return VIRTIO_GPU_RESP_ERR_UNSPEC;
+    }
+}
+
+/*
+ * INFO_RING_IDX puts a fenced command on its context's ring: valid only with CONTEXT_INIT (the
+ * flag is dropped otherwise, as if the guest had not set it), a ring below 64 and a live
+ * context. 0 or the error.
+ */
+static uint32_t check_ring(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    if (!(c->hdr.flags & VIRTIO_GPU_FLAG_INFO_RING_IDX))
+        return 0;
+    if (!(g->features & BIT(VIRTIO_GPU_F_CONTEXT_INIT)) ||
+        !(c->hdr.flags & VIRTIO_GPU_FLAG_FENCE)) {
+        c->hdr.flags &= ~(uint32_t)VIRTIO_GPU_FLAG_INFO_RING_IDX;
+        return 0;
+    }
+    if (c->hdr.ring_idx >= 64) {
+        vgpu_warn_guest("gpu: command 0x%x: ring %u out of range", c->hdr.type, c->hdr.ring_idx);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    /* CTX_CREATE's context does not exist yet: the ring is checked when the command ends. */
+    if (c->hdr.type != VIRTIO_GPU_CMD_CTX_CREATE && !ctx_lookup(g, c, c->hdr.ctx_id))
+        return VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID;
+    return 0;
 }
 
 /* Decodes one control command into c: a render op, or a ready response (op NONE). */
@@ -810,7 +1250,11 @@ static void decode_control(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     }
     vgpu_dbg("gpu: control 0x%x flags 0x%x fence %llu", c->hdr.type, c->hdr.flags,
              (unsigned long long)c->hdr.fence_id);
-    uint32_t err;
+    uint32_t err = g->caps.virgl ? check_ring(g, c) : 0;
+    if (err) {
+        resp_error(c, err);
+        return;
+    }
     switch (c->hdr.type) {
     case VIRTIO_GPU_CMD_GET_DISPLAY_INFO:
         err = cmd_get_display_info(g, c);
@@ -847,6 +1291,16 @@ static void decode_control(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
         break;
     case VIRTIO_GPU_CMD_RESOURCE_ASSIGN_UUID:
         err = cmd_assign_uuid(g, c);
+        break;
+    case VIRTIO_GPU_CMD_CTX_CREATE:
+    case VIRTIO_GPU_CMD_CTX_DESTROY:
+    case VIRTIO_GPU_CMD_CTX_ATTACH_RESOURCE:
+    case VIRTIO_GPU_CMD_CTX_DETACH_RESOURCE:
+    case VIRTIO_GPU_CMD_RESOURCE_CREATE_3D:
+    case VIRTIO_GPU_CMD_TRANSFER_TO_HOST_3D:
+    case VIRTIO_GPU_CMD_TRANSFER_FROM_HOST_3D:
+    case VIRTIO_GPU_CMD_SUBMIT_3D:
+        err = g->caps.virgl ? decode_3d(g, c) : VIRTIO_GPU_RESP_ERR_UNSPEC;
         break;
     default:
         /* 3D and blob commands need features this device does not offer. */
@@ -913,13 +1367,28 @@ static void submit(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
 static void complete(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
 {
     g->inflight--;
-    if (c->op == VGPU_ROP_CREATE_2D && resp_is_error(c->resp_type)) {
-        /* The render thread could not allocate: forget the resource if it is still ours. */
-        struct res_meta *m = vgpu_idmap_get(g->resources, c->u.create_2d.res_id);
+    if ((c->op == VGPU_ROP_CREATE_2D || c->op == VGPU_ROP_CREATE_3D) &&
+        resp_is_error(c->resp_type)) {
+        /* The render thread refused it: forget the resource if it is still ours. */
+        uint32_t id = c->op == VGPU_ROP_CREATE_2D ? c->u.create_2d.res_id : c->u.create_3d.res_id;
+        struct res_meta *m = vgpu_idmap_get(g->resources, id);
         if (m && m->serial == c->serial) {
             vgpu_idmap_remove(g->resources, m->id);
             meta_free(g, m);
         }
+    }
+    if (c->op == VGPU_ROP_CTX_CREATE && resp_is_error(c->resp_type)) {
+        struct ctx_meta *x = vgpu_idmap_get(g->contexts, c->u.ctx_create.ctx_id);
+        if (x && x->serial == c->serial) {
+            vgpu_idmap_remove(g->contexts, x->id);
+            free(x);
+        }
+    }
+    if (c->op == VGPU_ROP_SUBMIT_3D && c->ctx_lost) {
+        /* Later commands for it get INVALID_CONTEXT_ID; the guest's CTX_DESTROY frees it. */
+        struct ctx_meta *x = vgpu_idmap_get(g->contexts, c->u.submit.ctx_id);
+        if (x && x->serial == c->serial)
+            x->lost = true;
     }
     struct vgpu_vring *vr = vgpu_vu_dev_vring(g->vu, c->queue); /* NULL: no ring (reset) */
     if (vr && vgpu_vring_is_started(vr)) {
@@ -1026,7 +1495,16 @@ static void queue_kick(void *opaque, unsigned int q)
 
 static uint64_t gpu_get_features(void *opaque)
 {
-    return BIT(VIRTIO_GPU_F_EDID) | BIT(VIRTIO_GPU_F_RESOURCE_UUID);
+    struct vgpu_gpu_dev *g = opaque;
+    uint64_t f = BIT(VIRTIO_GPU_F_EDID) | BIT(VIRTIO_GPU_F_RESOURCE_UUID);
+    /*
+     * Only what works end to end. CONTEXT_INIT: contexts of a chosen capset and per-context
+     * fence rings. RESOURCE_BLOB is not offered (no blob commands are served; Linux would
+     * then put dumb buffers in guest blobs, see docs/ARCHITECTURE.md).
+     */
+    if (g->caps.virgl)
+        f |= BIT(VIRTIO_GPU_F_VIRGL) | BIT(VIRTIO_GPU_F_CONTEXT_INIT);
+    return f;
 }
 
 static int gpu_set_features(void *opaque, uint64_t features)
@@ -1082,6 +1560,11 @@ static void gpu_queue_stop(void *opaque, unsigned int q)
     drain(g);
 }
 
+static void free_cb(void *ctx, uint32_t id, void *value)
+{
+    free(value);
+}
+
 static void session_reset(struct vgpu_gpu_dev *g)
 {
     answer_waiting(g);
@@ -1089,6 +1572,9 @@ static void session_reset(struct vgpu_gpu_dev *g)
     vgpu_idmap_foreach(g->resources, meta_free_cb, g);
     vgpu_idmap_destroy(g->resources);
     g->resources = vgpu_idmap_create(g->opts.max_resources);
+    vgpu_idmap_foreach(g->contexts, free_cb, NULL);
+    vgpu_idmap_destroy(g->contexts);
+    g->contexts = vgpu_idmap_create(g->opts.max_contexts ? g->opts.max_contexts : 1);
     struct vgpu_rcmd *c = cmd_alloc(g);
     if (c) {
         c->op = VGPU_ROP_SESSION_RESET;
@@ -1113,6 +1599,59 @@ static void gpu_mem_barrier(void *opaque)
     drain(opaque);
 }
 
+struct reattach_ctx {
+    struct vgpu_gpu_dev *g;
+    struct vgpu_reattach *items;
+    unsigned int n;
+};
+
+static void reattach_cb(void *ctx, uint32_t id, void *value)
+{
+    struct reattach_ctx *rc = ctx;
+    struct res_meta *m = value;
+    if (!m->entries)
+        return;
+    struct vgpu_reattach *it = &rc->items[rc->n++];
+    it->res_id = m->id;
+    if (meta_translate(rc->g, m) < 0) {
+        vgpu_warn_guest("gpu: backing of resource %u is no longer in guest memory", m->id);
+        return; /* detached on the render thread; transfers fail until the next change */
+    }
+    it->iov = malloc((m->niov ? m->niov : 1) * sizeof(*it->iov));
+    if (it->iov) {
+        memcpy(it->iov, m->iov, m->niov * sizeof(*it->iov));
+        it->niov = m->niov;
+    }
+}
+
+/*
+ * virglrenderer keeps pointers into guest memory (the attached backing): after the mapping
+ * changed, every resource gets its backing translated again, in one command so that it runs
+ * before anything popped later.
+ */
+static void gpu_mem_changed(void *opaque)
+{
+    struct vgpu_gpu_dev *g = opaque;
+    unsigned int n = vgpu_idmap_count(g->resources);
+    if (!g->caps.virgl || n == 0 || g->destroying)
+        return;
+    drain(g); /* a free slot in the ring, and nothing in flight uses the old backing */
+    struct reattach_ctx rc = {.g = g, .items = calloc(n, sizeof(*rc.items))};
+    struct vgpu_rcmd *c = rc.items ? cmd_alloc(g) : NULL;
+    if (!c) {
+        free(rc.items);
+        vgpu_err("gpu: out of memory re-attaching backing after a memory change");
+        return;
+    }
+    vgpu_idmap_foreach(g->resources, reattach_cb, &rc);
+    c->op = VGPU_ROP_REATTACH;
+    c->queue = VGPU_VU_NUM_QUEUES; /* no ring */
+    c->u.reattach.items = rc.items;
+    c->u.reattach.n = rc.n;
+    submit(g, c);
+    vgpu_render_kick(g->render);
+}
+
 static void gpu_destroy(void *opaque)
 {
     struct vgpu_gpu_dev *g = opaque;
@@ -1122,6 +1661,8 @@ static void gpu_destroy(void *opaque)
         display_drop(g);
     process(g); /* frames the display gave back, events still queued */
     vgpu_idmap_destroy(g->resources);
+    vgpu_idmap_foreach(g->contexts, free_cb, NULL);
+    vgpu_idmap_destroy(g->contexts);
     pool_destroy(g);
     free(g);
 }
@@ -1138,6 +1679,7 @@ static const struct vgpu_vu_device gpu_device = {
     .queue_stop = gpu_queue_stop,
     .reset = gpu_reset,
     .mem_barrier = gpu_mem_barrier,
+    .mem_changed = gpu_mem_changed,
 };
 
 struct vgpu_gpu_dev *vgpu_gpu_dev_attach(struct vgpu_vu_dev *vu,
@@ -1148,15 +1690,19 @@ struct vgpu_gpu_dev *vgpu_gpu_dev_attach(struct vgpu_vu_dev *vu,
     if (!g)
         return NULL;
     g->resources = vgpu_idmap_create(opts->max_resources);
-    if (!g->resources) {
+    g->contexts = vgpu_idmap_create(opts->max_contexts ? opts->max_contexts : 1);
+    if (!g->resources || !g->contexts) {
+        vgpu_idmap_destroy(g->resources);
+        vgpu_idmap_destroy(g->contexts);
         free(g);
         return NULL;
     }
     g->vu = vu;
     g->opts = *opts;
     g->render = render;
+    vgpu_render_get_caps(render, &g->caps);
     g->config.num_scanouts = opts->outputs;
-    g->config.num_capsets = 0;
+    g->config.num_capsets = g->caps.ncapsets;
     display_info_from_options(g);
     vgpu_vu_dev_set_device(vu, &gpu_device, g);
     return g;

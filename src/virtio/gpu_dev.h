@@ -19,6 +19,8 @@
 #define VGPU_GPU_MAX_OUTPUTS 16u
 #define VGPU_GPU_QUEUE_CONTROL 0u
 #define VGPU_GPU_QUEUE_CURSOR 1u
+/* 3D context ids the guest may use: 1..VGPU_GPU_MAX_CTX_ID (Linux allocates them from 1 up). */
+#define VGPU_GPU_MAX_CTX_ID 4096u
 
 struct vgpu_render;
 
@@ -30,10 +32,11 @@ struct vgpu_gpu_options {
     } size[VGPU_GPU_MAX_OUTPUTS];
     uint64_t max_hostmem;            /* bytes of host memory one guest may make us hold */
     unsigned int max_resources;      /* resources one guest may have at once */
+    unsigned int max_contexts;       /* 3D contexts one guest may have at once */
     unsigned int display_timeout_ms; /* wait for a QEMU display reply at most this long */
 };
 
-/* Defaults: one 1280x800 output, 256 MiB host memory, 4096 resources. */
+/* Defaults: one 1280x800 output, 256 MiB host memory, 4096 resources, 64 contexts. */
 void vgpu_gpu_options_init(struct vgpu_gpu_options *opts);
 
 struct vgpu_gpu_dev;
@@ -41,7 +44,8 @@ struct vgpu_gpu_dev;
 /*
  * Creates the device for session dev and plugs it in (vgpu_vu_dev_set_device); it is destroyed
  * by vgpu_vu_dev_destroy. render is the process's render thread (not owned), which serves one
- * session at a time. Returns NULL on allocation failure.
+ * session at a time; when it runs virglrenderer the device offers 3D (VIRGL, CONTEXT_INIT and
+ * its capsets). Returns NULL on allocation failure.
  */
 struct vgpu_gpu_dev *vgpu_gpu_dev_attach(struct vgpu_vu_dev *dev,
                                          const struct vgpu_gpu_options *opts,
