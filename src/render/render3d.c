@@ -456,6 +456,7 @@ static uint32_t op_get_capset(struct vgpu_r3d *d, struct vgpu_rcmd *c)
 
 uint32_t vgpu_r3d_run(struct vgpu_r3d *d, struct vgpu_rcmd *c)
 {
+    vgpu_virgl_force_ctx0();
     switch (c->op) {
     case VGPU_ROP_CREATE_2D:
         return op_create_2d(d, c);
@@ -531,6 +532,7 @@ int vgpu_r3d_read(struct vgpu_r3d *d, uint32_t id, uint32_t x, uint32_t y, uint3
      */
     struct vgpu_box box = {.x = x, .y = y, .z = 0, .w = w, .h = h, .d = 1};
     struct iovec iov = {.iov_base = dst, .iov_len = (size_t)w * h * 4};
+    vgpu_virgl_force_ctx0();
     return vgpu_virgl_transfer(false, id, 0, 0, w * 4, 0, &box, 0, &iov, 1);
 }
 

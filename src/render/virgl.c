@@ -271,6 +271,11 @@ int vgpu_virgl_submit(uint32_t ctx_id, void *buf, uint32_t ndw)
     return neg_errno(virgl_renderer_submit_cmd(buf, (int)ctx_id, (int)ndw));
 }
 
+void vgpu_virgl_force_ctx0(void)
+{
+    virgl_renderer_force_ctx_0();
+}
+
 int vgpu_virgl_create_fence(uint32_t fence_id)
 {
     /* The id is an int in the API and a uint32_t in write_fence: the bits go through. */

@@ -88,6 +88,13 @@ void vgpu_virgl_context_detach(uint32_t ctx_id, uint32_t res_id);
 /* buf holds ndw 32-bit words, 4-byte aligned. */
 int vgpu_virgl_submit(uint32_t ctx_id, void *buf, uint32_t ndw);
 
+/*
+ * Makes virglrenderer's own context (ctx0) current, flushing the one that last rendered, as
+ * QEMU does before every command: ctx0 operations (resource creation, transfers and reads
+ * without a context) then see what the guest's contexts drew.
+ */
+void vgpu_virgl_force_ctx0(void);
+
 /* Global timeline: fences signal in creation order. */
 int vgpu_virgl_create_fence(uint32_t fence_id);
 /* On the context's own timeline (ring 0: virglrenderer's GL contexts have no other). */
