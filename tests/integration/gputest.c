@@ -30,6 +30,17 @@ void gt_store_u32(void *p, size_t off, uint32_t v)
     memcpy((uint8_t *)p + off, &v, sizeof(v));
 }
 
+bool gt_rss_bounds_apply(void)
+{
+    const char *san = getenv("VGPU_SANITIZE");
+
+    if (san != NULL && strstr(san, "thread") != NULL) {
+        print_message("RSS bound not checked under ThreadSanitizer\n");
+        return false;
+    }
+    return true;
+}
+
 const char *gt_resp_name(uint32_t type)
 {
     switch (type) {

@@ -168,6 +168,13 @@ void gt_display_handshake(struct gt_display *d, uint64_t features);
 /* u32 at byte offset off of the last payload. */
 uint32_t gt_display_u32(const struct gt_display *d, size_t off);
 
+/*
+ * Whether RSS bounds hold in this lane: not under ThreadSanitizer, which keeps shadow memory
+ * and history for every address ever touched (VGPU_SANITIZE, set by CTest). Prints a note when
+ * they do not.
+ */
+bool gt_rss_bounds_apply(void);
+
 /* Little helpers. */
 uint32_t gt_load_u32(const void *p, size_t off);
 void gt_store_u32(void *p, size_t off, uint32_t v);

@@ -1101,7 +1101,8 @@ static void test_display_backpressure(void **state)
                   FRAMES, (long long)worst, rss0, rss1);
     assert_true(worst < itest_ms(1000));
     /* Queueing every frame would be 160 MB; a bounded daemon holds a few frames at most. */
-    assert_true(rss1 - rss0 < 48 * 1024);
+    if (gt_rss_bounds_apply())
+        assert_true(rss1 - rss0 < 48 * 1024);
     assert_true(vgpu_fe_daemon_is_alive(S.d));
 
     /* QEMU reads again: whole frames in order, the last one the guest's last. */
