@@ -36,15 +36,16 @@ struct vgpu_rmsg {
 #define VGPU_SUBMIT_MAX (16u << 20)
 
 enum vgpu_rop {
-    VGPU_ROP_NONE = 0,      /* nothing to render: completes in order with resp as prepared */
-    VGPU_ROP_CREATE_2D,     /* u.create_2d */
-    VGPU_ROP_UNREF,         /* u.res_id: also disables scanouts and the cursor using it */
-    VGPU_ROP_TRANSFER_2D,   /* u.transfer: copy guest backing into the resource */
-    VGPU_ROP_SET_SCANOUT,   /* u.scanout */
-    VGPU_ROP_FLUSH,         /* u.flush */
-    VGPU_ROP_CURSOR_UPDATE, /* u.cursor: new image (res_id 0 hides) and position */
-    VGPU_ROP_CURSOR_MOVE,   /* u.cursor: position only */
-    VGPU_ROP_SESSION_RESET, /* drop every resource, scanout and cursor of the session */
+    VGPU_ROP_NONE = 0,       /* nothing to render: completes in order with resp as prepared */
+    VGPU_ROP_CREATE_2D,      /* u.create_2d */
+    VGPU_ROP_UNREF,          /* u.res_id: also disables scanouts and the cursor using it */
+    VGPU_ROP_TRANSFER_2D,    /* u.transfer: copy guest backing into the resource */
+    VGPU_ROP_SET_SCANOUT,    /* u.scanout */
+    VGPU_ROP_FLUSH,          /* u.flush */
+    VGPU_ROP_CURSOR_UPDATE,  /* u.cursor: new image (res_id 0 hides) and position */
+    VGPU_ROP_CURSOR_MOVE,    /* u.cursor: position only */
+    VGPU_ROP_SESSION_RESET,  /* drop every resource, scanout and cursor of the session */
+    VGPU_ROP_DISPLAY_REPLAY, /* a new display: announce every enabled scanout, resend it whole */
     /* 3D (virglrenderer) only: */
     VGPU_ROP_ATTACH_BACKING, /* u.backing: the render thread takes iov when it succeeds */
     VGPU_ROP_DETACH_BACKING, /* u.res_id */

@@ -473,6 +473,23 @@ static void cmd_done(void *data, struct vgpu_rcmd *c)
     emit(data, &c->msg);
 }
 
+/*
+ * A new display socket knows nothing of what the guest shows (a paused and resumed VM keeps
+ * its scanouts and has no reason to set them again): announce each enabled scanout and send
+ * all of it as damage.
+ */
+static void op_display_replay(struct vgpu_render *r)
+{
+    for (uint32_t s = 0; s < VGPU_GPU_MAX_OUTPUTS; s++) {
+        struct scanout *so = &r->scanouts[s];
+        if (so->res_id == 0)
+            continue;
+        emit_scanout(r, s, so->r.width, so->r.height);
+        so->damage = (struct virtio_gpu_rect){0, 0, so->r.width, so->r.height};
+        try_emit_frame(r, s);
+    }
+}
+
 static void run_cmd(struct vgpu_render *r, struct vgpu_rcmd *c)
 {
     switch (c->op) {
@@ -499,6 +516,9 @@ static void run_cmd(struct vgpu_render *r, struct vgpu_rcmd *c)
         break;
     case VGPU_ROP_SESSION_RESET:
         op_session_reset(r);
+        break;
+    case VGPU_ROP_DISPLAY_REPLAY:
+        op_display_replay(r);
         break;
     case VGPU_ROP_ATTACH_BACKING:
     case VGPU_ROP_DETACH_BACKING:

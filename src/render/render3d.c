@@ -490,6 +490,7 @@ uint32_t vgpu_r3d_run(struct vgpu_r3d *d, struct vgpu_rcmd *c)
     case VGPU_ROP_CURSOR_UPDATE:
     case VGPU_ROP_CURSOR_MOVE:
     case VGPU_ROP_SESSION_RESET:
+    case VGPU_ROP_DISPLAY_REPLAY:
         break;
     }
     /* Not a 3D operation: a bug in the caller, answered rather than trusted. */

@@ -73,6 +73,7 @@ struct vgpu_gpu_dev {
 
     /* Display info as last known: our options, or QEMU's last reply. */
     struct virtio_gpu_resp_display_info display_info;
+    bool qemu_display_info; /* display_info came from QEMU rather than our options */
 
     struct vgpu_vdisplay *display;
     struct display_req *waiting; /* a control command waiting for a QEMU reply */
@@ -337,6 +338,7 @@ static void on_display_info(void *data, int status, const struct virtio_gpu_resp
     struct vgpu_gpu_dev *g = req->g;
     if (status == 0) {
         g->display_info = *info;
+        g->qemu_display_info = true;
         g->display_info.hdr.type = VIRTIO_GPU_RESP_OK_DISPLAY_INFO;
     } else {
         vgpu_warn_guest("gpu: no display info from the front-end (%s): answering from our own",
@@ -429,6 +431,17 @@ static void gpu_set_display_socket(void *opaque, int fd)
         return;
     }
     vgpu_vdisplay_set_timeout(g->display, g->opts.display_timeout_ms);
+    /* The rings are stopped and drained here (QEMU sends this first at DRIVER_OK), so there
+     * is room in the render ring. */
+    struct vgpu_rcmd *c = cmd_alloc(g);
+    if (c && vgpu_render_free_slots(g->render) > 0) {
+        c->op = VGPU_ROP_DISPLAY_REPLAY;
+        c->queue = VGPU_VU_NUM_QUEUES; /* no ring */
+        submit(g, c);
+        vgpu_render_kick(g->render);
+    } else if (c) {
+        cmd_free(g, c);
+    }
 }
 
 static void deliver_event(struct vgpu_gpu_dev *g, struct vgpu_pevent *ev)
@@ -816,7 +829,16 @@ static uint32_t cmd_get_edid(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
         return VIRTIO_GPU_RESP_ERR_UNSPEC;
     if (req.scanout >= scanout_limit(g))
         return VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID;
-    if (g->display && (vgpu_vdisplay_features(g->display) & VGPU_VDISPLAY_F_EDID)) {
+    /*
+     * Ask QEMU only for outputs it has (it never answers for others, which would time out
+     * and cost the display socket), and only if it can answer: before negotiation the
+     * request waits and falls back to our own EDID if QEMU turns out not to offer EDID.
+     */
+    bool known = g->qemu_display_info ? g->display_info.pmodes[req.scanout].enabled != 0
+                                      : req.scanout < g->opts.outputs;
+    if (g->display && known &&
+        (!vgpu_vdisplay_is_ready(g->display) ||
+         (vgpu_vdisplay_features(g->display) & VGPU_VDISPLAY_F_EDID))) {
         struct display_req *dr = calloc(1, sizeof(*dr));
         if (dr) {
             dr->g = g;
