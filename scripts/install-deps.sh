@@ -17,4 +17,8 @@ apt-get install -y -q --no-install-recommends \
     build-essential clang cmake pkg-config git ca-certificates python3 \
     libuv1-dev libvirglrenderer-dev libepoxy-dev libgbm-dev libdrm-dev libsdl2-dev \
     libcmocka-dev libclang-rt-14-dev
+# --virgl without a GPU: Mesa's EGL (surfaceless platform) and its software rasteriser,
+# llvmpipe. Named here because the -dev packages above need not pull them in (Debian 12
+# main ships llvmpipe in libgl1-mesa-dri, which nothing above depends on).
+apt-get install -y -q --no-install-recommends libegl-mesa0 libgl1-mesa-dri
 bash tests/e2e/install-qemu10.sh
