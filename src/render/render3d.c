@@ -592,7 +592,7 @@ static char *find_render_node(void)
         if (strncmp(e->d_name, "renderD", 7) != 0)
             continue;
         char path[PATH_MAX];
-        snprintf(path, sizeof(path), "/dev/dri/%s", e->d_name);
+        (void)snprintf(path, sizeof(path), "/dev/dri/%s", e->d_name);
         int fd = open(path, O_RDWR | O_CLOEXEC);
         if (fd < 0)
             continue;

@@ -64,7 +64,7 @@ __attribute__((format(printf, 1, 0))) static void on_debug(const char *fmt, va_l
     if (vgpu_log_get_level() < VGPU_LOG_DEBUG)
         return;
     char line[512];
-    vsnprintf(line, sizeof(line), fmt, ap);
+    (void)vsnprintf(line, sizeof(line), fmt, ap);
     size_t n = strlen(line);
     if (n > 0 && line[n - 1] == '\n')
         line[n - 1] = '\0';
