@@ -1211,17 +1211,22 @@ static void test_display_info_unanswered(void **state)
     gt_post(fe, &c, sizeof(c), sizeof(struct virtio_gpu_ctrl_hdr), VGPU_FE_POST_NO_KICK, &r2);
     FE_CHECK(fe, vgpu_fe_vq_kick(fe, VGPU_FE_CTRLQ));
     gt_display_expect(&S.disp, VGPU_FE_DISPLAY_GET_DISPLAY_INFO);
+    int64_t asked = vgpu_fe_now_ms() - t0;
     /* ... and no reply. The cursor queue does not wait for QEMU. */
     for (uint32_t i = 0; i < 5; i++) {
         int64_t c0 = vgpu_fe_now_ms();
         gt_cursor(fe, VIRTIO_GPU_CMD_MOVE_CURSOR, 0, i, i, 0, 0, 0);
-        assert_true(vgpu_fe_now_ms() - c0 < itest_ms(500));
+        assert_true(vgpu_fe_now_ms() - c0 < itest_ms(1000));
     }
-    GT_EXPECT(gt_wait(fe, &r1, itest_ms(6000), &got), VIRTIO_GPU_RESP_OK_DISPLAY_INFO);
+    GT_EXPECT(gt_wait(fe, &r1, itest_ms(8000), &got), VIRTIO_GPU_RESP_OK_DISPLAY_INFO);
     int64_t waited = vgpu_fe_now_ms() - t0;
-    print_message("unanswered GET_DISPLAY_INFO completed after %lld ms\n", (long long)waited);
+    print_message("unanswered GET_DISPLAY_INFO: QEMU asked after %lld ms, answered after %lld ms\n",
+                  (long long)asked, (long long)waited);
+    /* It did wait for QEMU (the daemon's reply timeout is 2 s), and not forever: the upper
+     * bound leaves room for a loaded machine, where this test once took 12 s of wall time
+     * while the daemon's own log showed it answering on time. */
     assert_true(waited >= 1000);
-    assert_true(waited < itest_ms(3500));
+    assert_true(waited < itest_ms(8000));
     assert_memory_equal(got.pmodes, want.pmodes, sizeof(want.pmodes));
     GT_EXPECT(gt_wait(fe, &r2, itest_ms(1000), NULL), OK);
     /* The daemon gave up on this socket (a late reply could not be matched to a request). */
@@ -1230,7 +1235,7 @@ static void test_display_info_unanswered(void **state)
     /* Later commands: answered at once, from the daemon's own information. */
     t0 = vgpu_fe_now_ms();
     GT_EXPECT(gt_display_info(fe, &got), VIRTIO_GPU_RESP_OK_DISPLAY_INFO);
-    assert_true(vgpu_fe_now_ms() - t0 < itest_ms(500));
+    assert_true(vgpu_fe_now_ms() - t0 < itest_ms(1000));
     assert_memory_equal(&got, &want, sizeof(want));
     GT_EXPECT(gt_unref(fe, 1), OK);
     GT_EXPECT(gt_create_2d(fe, 1, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, 16, 16), OK);
