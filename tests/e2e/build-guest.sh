@@ -7,7 +7,8 @@
 #
 # Usage: build-guest.sh [--force]
 # Prints the guest directory (containing vmlinuz, initrd.gz, modules.txt,
-# versions.txt) as the last line of stdout; progress goes to stderr.
+# versions.txt, and modules/: the .ko files plus load-order, the names in load
+# order) as the last line of stdout; progress goes to stderr.
 #
 # Cache: tests/e2e/cache/guest-<key>/ (git-ignored). The key hashes the exact
 # Debian package versions used (kernel, busybox-static, libdrm-tests, libdrm2,
@@ -88,7 +89,7 @@ busybox-static=$BBVER
 libdrm-tests=$DTVER
 libdrm2=$DRMVER
 libc6(host)=$LIBCVER"
-KEY=$( { printf '%s\n' "$VERSIONS"; sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1; } |
+KEY=$( { printf '%s\n' "$VERSIONS"; cat "${BASH_SOURCE[0]}" "$HERE/mkcpio.py" | sha256sum | cut -d' ' -f1; } |
        sha256sum | cut -c1-12)
 OUT=$CACHE/guest-$KEY
 
@@ -349,48 +350,18 @@ while :; do sleep 3600; done
 INIT
 chmod 755 "$R/init"
 
-# ---- pack: cpio newc (written in Python: no cpio on the host, no root needed
-# for /dev/console, deterministic: sorted, uid/gid 0, mtime 0), gzip -n ---------
-python3 - "$R" <<'PY' | gzip -9 -n >"$WORK/initrd.gz"
-import os, stat, sys
-root = sys.argv[1]
-out = sys.stdout.buffer
-ino = [1000]
-
-def entry(name, mode, data=b"", rdev=(0, 0), nlink=1):
-    ino[0] += 1
-    nm = name.encode() + b"\0"
-    hdr = "070701" + "".join("%08X" % v for v in (
-        ino[0], mode, 0, 0, nlink, 0, len(data), 0, 0, rdev[0], rdev[1], len(nm), 0))
-    out.write(hdr.encode() + nm + b"\0" * ((4 - (110 + len(nm)) % 4) % 4))
-    out.write(data + b"\0" * ((4 - len(data) % 4) % 4))
-
-paths = []
-for dp, dirs, files in os.walk(root):
-    dirs.sort()
-    for n in sorted(dirs + files):
-        paths.append(os.path.join(dp, n))
-for p in sorted(paths):
-    rel = os.path.relpath(p, root)
-    st = os.lstat(p)
-    perm = stat.S_IMODE(st.st_mode)
-    if stat.S_ISLNK(st.st_mode):
-        entry(rel, stat.S_IFLNK | 0o777, os.readlink(p).encode())
-    elif stat.S_ISDIR(st.st_mode):
-        entry(rel, stat.S_IFDIR | perm, nlink=2)
-    else:
-        with open(p, "rb") as f:
-            entry(rel, stat.S_IFREG | perm, f.read())
-# The kernel opens /dev/console for init's stdio before /init mounts devtmpfs.
-entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
-entry("TRAILER!!!", 0)
-PY
+# ---- pack: cpio newc (mkcpio.py: no cpio on the host, no root needed for
+# /dev/console, deterministic: sorted, uid/gid 0, mtime 0), gzip -n ------------
+python3 "$HERE/mkcpio.py" "$R" | gzip -9 -n >"$WORK/initrd.gz"
 
 # ---- publish ---------------------------------------------------------------------
 mkdir -p "$WORK/out"
 cp "$WORK/kernel/boot/vmlinuz-$UNAME" "$WORK/out/vmlinuz"
 cp "$WORK/initrd.gz" "$WORK/out/initrd.gz"
 cp "$WORK/modules.txt" "$WORK/out/modules.txt"
+# The modules on their own too (build-guest-3d.sh puts them in its rootfs).
+cp -r "$R/lib/modules" "$WORK/out/modules"
+cp "$R/etc/e2e-modules" "$WORK/out/modules/load-order"
 printf '%s\nkernel-release=%s\n' "$VERSIONS" "$UNAME" >"$WORK/out/versions.txt"
 rm -rf "$OUT"
 mv "$WORK/out" "$OUT"
