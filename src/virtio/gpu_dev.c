@@ -289,6 +289,36 @@ static bool charge(struct vgpu_gpu_dev *g, uint64_t bytes)
     return true;
 }
 
+/*
+ * Registers a new resource described by proto (id, sizes, bytes to charge): checks the
+ * guest's resource count and host-memory budget. Returns the entry, or NULL (logged) when
+ * the guest is over a limit or we are out of memory: the guest gets ERR_OUT_OF_MEMORY.
+ */
+static struct res_meta *meta_add(struct vgpu_gpu_dev *g, const struct res_meta *proto)
+{
+    if (vgpu_idmap_count(g->resources) >= g->opts.max_resources) {
+        vgpu_warn_guest("gpu: resource %u: the guest already has %u resources", proto->id,
+                        g->opts.max_resources);
+        return NULL;
+    }
+    struct res_meta *m = malloc(sizeof(*m));
+    if (!m)
+        return NULL;
+    if (!charge(g, proto->bytes)) {
+        vgpu_warn_guest("gpu: resource %u (%ux%u) exceeds the guest's host memory limit", proto->id,
+                        proto->width, proto->height);
+        free(m);
+        return NULL;
+    }
+    *m = *proto;
+    m->serial = ++g->next_serial;
+    if (vgpu_idmap_insert(g->resources, m->id, m) < 0) {
+        meta_free(g, m);
+        return NULL;
+    }
+    return m;
+}
+
 /* --- display ------------------------------------------------------------------------------ */
 
 static uint32_t scanout_limit(const struct vgpu_gpu_dev *g)
@@ -521,32 +551,16 @@ static uint32_t cmd_create_2d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
         __builtin_mul_overflow(bytes, (uint64_t)BPP, &bytes) || bytes > SIZE_MAX / 2) {
         return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
     }
-    if (vgpu_idmap_count(g->resources) >= g->opts.max_resources) {
-        vgpu_warn_guest("gpu: create_2d %u: the guest already has %u resources", req.resource_id,
-                        g->opts.max_resources);
-        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
-    }
-    struct res_meta *m = calloc(1, sizeof(*m));
-    if (!m)
-        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
-    if (!charge(g, bytes)) {
-        vgpu_warn_guest("gpu: create_2d %u: %ux%u exceeds the guest's host memory limit",
-                        req.resource_id, req.width, req.height);
-        free(m);
-        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
-    }
-    *m = (struct res_meta){
+    struct res_meta proto = {
         .id = req.resource_id,
         .format = req.format,
         .width = req.width,
         .height = req.height,
-        .serial = ++g->next_serial,
         .bytes = bytes,
     };
-    if (vgpu_idmap_insert(g->resources, m->id, m) < 0) {
-        meta_free(g, m);
+    struct res_meta *m = meta_add(g, &proto);
+    if (!m)
         return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
-    }
     c->op = VGPU_ROP_CREATE_2D;
     c->serial = m->serial;
     c->u.create_2d.res_id = m->id;
@@ -1064,26 +1078,11 @@ static uint32_t cmd_create_3d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     uint64_t bytes;
     if (!estimate_3d(&req, &bytes))
         return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
-    if (vgpu_idmap_count(g->resources) >= g->opts.max_resources) {
-        vgpu_warn_guest("gpu: create_3d %u: the guest already has %u resources", req.resource_id,
-                        g->opts.max_resources);
-        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
-    }
-    struct res_meta *m = calloc(1, sizeof(*m));
-    if (!m)
-        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
-    if (!charge(g, bytes)) {
-        vgpu_warn_guest("gpu: create_3d %u: %ux%ux%u exceeds the guest's host memory limit",
-                        req.resource_id, req.width, req.height, req.depth);
-        free(m);
-        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
-    }
-    *m = (struct res_meta){
+    struct res_meta proto = {
         .id = req.resource_id,
         .format = req.format,
         .width = req.width,
         .height = req.height,
-        .serial = ++g->next_serial,
         .bytes = bytes,
         .is_3d = true,
         .target = req.target,
@@ -1091,10 +1090,9 @@ static uint32_t cmd_create_3d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
         .array_size = req.array_size,
         .last_level = req.last_level,
     };
-    if (vgpu_idmap_insert(g->resources, m->id, m) < 0) {
-        meta_free(g, m);
+    struct res_meta *m = meta_add(g, &proto);
+    if (!m)
         return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
-    }
     c->op = VGPU_ROP_CREATE_3D;
     c->serial = m->serial;
     c->u.create_3d.res_id = m->id;
