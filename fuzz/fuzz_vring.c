@@ -26,7 +26,7 @@
 #include "virtio/guest_mem.h"
 #include "virtio/vring.h"
 
-#define MEM_SIZE (64u * 1024u)
+#define MEM_SIZE ((size_t)64 * 1024)
 #define UVA_BASE 0x7f0000000000ull
 #define MAX_REGIONS 3u
 

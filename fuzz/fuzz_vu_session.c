@@ -132,8 +132,8 @@ static int make_fd(struct iter *it, enum fd_kind kind)
     case FD_GUEST_MEM_RO: {
         guest_mem(it);
         char path[64];
-        snprintf(path, sizeof(path), "/proc/self/fd/%d", it->memfd);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (snprintf(path, sizeof(path), "/proc/self/fd/%d", it->memfd) < (int)sizeof(path))
+            fd = open(path, O_RDONLY | O_CLOEXEC);
         break;
     }
     }

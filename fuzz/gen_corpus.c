@@ -65,12 +65,16 @@ static const char *base_dir;
 static void save(const char *target, const char *name, struct out *o)
 {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", base_dir, target);
-    if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+    if (snprintf(path, sizeof(path), "%s/%s", base_dir, target) >= (int)sizeof(path) ||
+        (mkdir(path, 0755) < 0 && errno != EEXIST)) {
         perror(path);
         exit(1);
     }
-    snprintf(path, sizeof(path), "%s/%s/seed-%s", base_dir, target, name);
+    if (snprintf(path, sizeof(path), "%s/%s/seed-%s", base_dir, target, name) >=
+        (int)sizeof(path)) {
+        (void)fputs("path too long\n", stderr);
+        exit(1);
+    }
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(o->p, 1, o->len, f) != o->len || fclose(f) != 0) {
         perror(path);
@@ -290,11 +294,11 @@ static void vring_seed(const char *name, uint8_t flags, const struct vring_desc 
     uint8_t mem[0x4000];
     memset(mem, 0, sizeof(mem));
     memcpy(mem, d, nd * sizeof(*d));
-    uint8_t *avail = mem + 8 * 16;
+    uint8_t *avail = mem + (size_t)8 * 16;
     memcpy(avail + 2, &avail_idx, 2);
     for (uint16_t i = 0; i < avail_idx && i < 8; i++) {
         uint16_t head = i;
-        memcpy(avail + 4 + 2 * i, &head, 2);
+        memcpy(avail + 4 + (size_t)2 * i, &head, 2);
     }
     if (ind)
         memcpy(mem + ind_gpa, ind, nind * sizeof(*ind));
@@ -455,7 +459,7 @@ static void gen_gpu_cmd(void)
 int main(int argc, char **argv)
 {
     if (argc != 2) {
-        fprintf(stderr, "usage: %s DIR\n", argv[0]);
+        (void)fprintf(stderr, "usage: %s DIR\n", argv[0]);
         return 2;
     }
     base_dir = argv[1];
