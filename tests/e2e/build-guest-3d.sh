@@ -100,12 +100,20 @@ KEY=$( { printf '%s\n' "$VERSIONS" "base=$(basename "$BASE")"
        sha256sum | cut -c1-12)
 OUT=$CACHE/guest3d-$KEY
 
+cached() { [ "$FORCE" = 0 ] && [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd.img" ]; }
+# A cached image needs no lock (nor write access to the cache).
+if cached; then
+    log "cached: $OUT"
+    echo "$OUT"
+    exit 0
+fi
+# One builder at a time (parallel test runs share the cache); the first may
+# have built it while we waited.
 mkdir -p "$CACHE"
 exec 8>"$CACHE/.lock3d"
 command -v flock >/dev/null 2>&1 && flock 8
-
-if [ "$FORCE" = 0 ] && [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd.img" ]; then
-    log "cached: $OUT"
+if cached; then
+    log "cached (built meanwhile): $OUT"
     echo "$OUT"
     exit 0
 fi
