@@ -295,6 +295,10 @@ else
     KMS_FPS=
     failure "kmscube printed no 'Rendered N frames' line with N > 0"
 fi
+# Without virgl the guest renders with kms_swrast (llvmpipe into dumb buffers),
+# and the screen then shows only kmscube's grey clear colour, with QEMU's own
+# back-end as with vhost-gpu: in that mode the screendump checks are notes.
+shot_failure() { if [ "$REQUIRE_VIRGL" = 1 ]; then failure "$@"; else note "$* (expected without virgl)"; fi; }
 SHOT_INFO=()
 for s in kmscube-1 kmscube-2; do
     f=$TMP/$s.ppm
@@ -305,7 +309,7 @@ for s in kmscube-1 kmscube-2; do
             640x480*) failure "$s is QEMU's 640x480 placeholder, not the guest's screen: $st" ;;
         esac
     else
-        failure "$s is (nearly) uniform: $st"
+        shot_failure "$s is (nearly) uniform: $st"
     fi
     SHOT_INFO+=("$s: ${st%% bbox=*}")
 done
@@ -314,7 +318,7 @@ if [ -s "$TMP/kmscube-1.ppm" ] && [ -s "$TMP/kmscube-2.ppm" ]; then
     res=$(python3 "$IMGCMP" compare "$TMP/kmscube-1.ppm" "$TMP/kmscube-2.ppm" --diff "$TMP/kmscube.diff.png")
     case $? in
         1) SHOTS_DIFFER="differ ($(echo "$res" | head -n1))"; say "kmscube-1 vs kmscube-2: $(echo "$res" | head -n1)" ;;
-        0) SHOTS_DIFFER=IDENTICAL; failure "the two kmscube screendumps are identical: no new frame in $SHOT_GAP s" ;;
+        0) SHOTS_DIFFER=IDENTICAL; shot_failure "the two kmscube screendumps are identical: no new frame in $SHOT_GAP s" ;;
         *) SHOTS_DIFFER=error; failure "cannot compare the kmscube screendumps: $res" ;;
     esac
 fi
