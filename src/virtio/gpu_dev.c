@@ -1615,7 +1615,12 @@ static void gpu_reset(void *opaque)
 
 static void gpu_mem_barrier(void *opaque)
 {
-    /* Transfers in flight point into guest memory: let them finish before it changes. */
+    /*
+     * Everything popped points into guest memory: commands in flight, and a command parked
+     * for QEMU's reply (not in flight yet). Answer the parked one from our own state and let
+     * everything finish before the memory changes.
+     */
+    answer_waiting(opaque);
     drain(opaque);
 }
 
