@@ -143,6 +143,30 @@ static void send_mem_table(struct gpu_fuzz *f)
                m.nregions);
 }
 
+/*
+ * The session's copy of queue qi's kick fd: the watched eventfd that is not the other queue's.
+ * Not simply the last fd watched: starting a ring processes it at once, and a GET_DISPLAY_INFO
+ * found there watches the display code's reply timer after the kick fd.
+ */
+static int find_kick_watch(struct gpu_fuzz *f, unsigned int qi)
+{
+    int other = f->q[qi ^ 1].watched_fd;
+    for (unsigned int i = 0; i < fz_watcher_count(&f->s.watcher); i++) {
+        struct fz_watch *w = fz_watcher_nth(&f->s.watcher, i);
+        if (!w || w->fd == other)
+            continue;
+        char path[64], target[64];
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", w->fd);
+        ssize_t n = readlink(path, target, sizeof(target) - 1);
+        if (n <= 0)
+            continue;
+        target[n] = '\0';
+        if (strcmp(target, "anon_inode:[eventfd]") == 0)
+            return w->fd;
+    }
+    return -1;
+}
+
 static void start_ring(struct gpu_fuzz *f, unsigned int qi, uint16_t base)
 {
     struct queue *q = &f->q[qi];
@@ -150,8 +174,8 @@ static void start_ring(struct gpu_fuzz *f, unsigned int qi, uint16_t base)
     request_ok(f, VGPU_VU_SET_VRING_BASE, &st, sizeof(st), NULL, 0);
     uint64_t v = qi;
     request_ok(f, VGPU_VU_SET_VRING_KICK, &v, sizeof(v), &q->kick_fd, 1);
-    q->watched_fd = f->s.watcher.last_fd;
-    if (!fz_watcher_find(&f->s.watcher, q->watched_fd))
+    q->watched_fd = find_kick_watch(f, qi);
+    if (q->watched_fd < 0)
         fz_die("set-up: queue %u's kick fd is not watched", qi);
 }
 
