@@ -531,15 +531,22 @@ static struct res_meta *lookup(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c, uint
     return m;
 }
 
+/* A new resource id must be neither 0 (means "none") nor in use. */
+static bool id_is_free(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c, uint32_t id)
+{
+    if (id != 0 && !vgpu_idmap_get(g->resources, id))
+        return true;
+    vgpu_warn_guest("gpu: command 0x%x: resource id %u is %s", c->hdr.type, id,
+                    id ? "in use" : "reserved");
+    return false;
+}
+
 static uint32_t cmd_create_2d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
 {
     struct virtio_gpu_resource_create_2d req;
     READ_REQ(c, req);
-    if (req.resource_id == 0 || vgpu_idmap_get(g->resources, req.resource_id)) {
-        vgpu_warn_guest("gpu: create_2d: resource id %u is %s", req.resource_id,
-                        req.resource_id ? "in use" : "reserved");
+    if (!id_is_free(g, c, req.resource_id))
         return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
-    }
     if (!vgpu_format_is_valid(req.format) || req.width == 0 || req.height == 0) {
         vgpu_warn_guest("gpu: create_2d %u: format %u size %ux%u refused", req.resource_id,
                         req.format, req.width, req.height);
@@ -1062,11 +1069,8 @@ static uint32_t cmd_create_3d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
 {
     struct virtio_gpu_resource_create_3d req;
     READ_REQ(c, req);
-    if (req.resource_id == 0 || vgpu_idmap_get(g->resources, req.resource_id)) {
-        vgpu_warn_guest("gpu: create_3d: resource id %u is %s", req.resource_id,
-                        req.resource_id ? "in use" : "reserved");
+    if (!id_is_free(g, c, req.resource_id))
         return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
-    }
     /* virglrenderer checks formats, binds and sizes per target; we check what we rely on. */
     if (req.target >= TARGET_MAX || req.width == 0 || req.height == 0 || req.width > INT32_MAX ||
         req.height > INT32_MAX || req.depth > INT32_MAX || req.array_size > INT32_MAX ||
