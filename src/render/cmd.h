@@ -47,17 +47,20 @@ enum vgpu_rop {
     VGPU_ROP_SESSION_RESET,  /* drop every resource, scanout and cursor of the session */
     VGPU_ROP_DISPLAY_REPLAY, /* a new display: announce every enabled scanout, resend it whole */
     /* 3D (virglrenderer) only: */
-    VGPU_ROP_ATTACH_BACKING, /* u.backing: the render thread takes iov when it succeeds */
-    VGPU_ROP_DETACH_BACKING, /* u.res_id */
-    VGPU_ROP_REATTACH,       /* u.reattach: guest memory changed, new iovecs for resources */
-    VGPU_ROP_CTX_CREATE,     /* u.ctx_create */
-    VGPU_ROP_CTX_DESTROY,    /* u.ctx.ctx_id */
-    VGPU_ROP_CTX_ATTACH,     /* u.ctx: resource into a context */
-    VGPU_ROP_CTX_DETACH,     /* u.ctx */
-    VGPU_ROP_CREATE_3D,      /* u.create_3d */
-    VGPU_ROP_TRANSFER_3D,    /* u.transfer_3d: to or from the host, through the attached iov */
-    VGPU_ROP_SUBMIT_3D,      /* u.submit: command stream in guest memory */
-    VGPU_ROP_GET_CAPSET,     /* u.capset: fill resp after its 24-byte header */
+    VGPU_ROP_ATTACH_BACKING,   /* u.backing: the render thread takes iov when it succeeds */
+    VGPU_ROP_DETACH_BACKING,   /* u.res_id */
+    VGPU_ROP_REATTACH,         /* u.reattach: guest memory changed, new iovecs for resources;
+                                  drops blob scanouts (sent empty before a change too) */
+    VGPU_ROP_CTX_CREATE,       /* u.ctx_create */
+    VGPU_ROP_CTX_DESTROY,      /* u.ctx.ctx_id */
+    VGPU_ROP_CTX_ATTACH,       /* u.ctx: resource into a context */
+    VGPU_ROP_CTX_DETACH,       /* u.ctx */
+    VGPU_ROP_CREATE_3D,        /* u.create_3d */
+    VGPU_ROP_TRANSFER_3D,      /* u.transfer_3d: to or from the host, through the attached iov */
+    VGPU_ROP_SUBMIT_3D,        /* u.submit: command stream in guest memory */
+    VGPU_ROP_GET_CAPSET,       /* u.capset: fill resp after its 24-byte header */
+    VGPU_ROP_CREATE_BLOB,      /* u.blob: guest-memory blob; the render thread takes iov */
+    VGPU_ROP_SET_SCANOUT_BLOB, /* u.scanout_blob: show guest memory; the render thread takes iov */
 };
 
 /* A 3D box (struct virgl_box / pipe_box layout). */
@@ -140,6 +143,21 @@ struct vgpu_rcmd {
         struct {
             uint32_t id, version, size; /* size: bytes after the response header */
         } capset;
+        struct {
+            uint32_t res_id, ctx_id, blob_mem, blob_flags;
+            uint64_t blob_id, size;
+            struct iovec *iov; /* exactly size bytes of guest memory; NULL once taken */
+            unsigned int niov;
+        } blob;
+        struct {
+            uint32_t scanout_id, res_id;
+            struct virtio_gpu_rect r; /* inside width x height */
+            uint32_t format, width, height, stride;
+            uint64_t offset;   /* of pixel (0, 0); offset + stride * (height - 1) + width * 4
+                                  <= the bytes in iov (checked by the reactor) */
+            struct iovec *iov; /* the blob's guest memory; NULL once taken */
+            unsigned int niov;
+        } scanout_blob;
     } u;
     uint64_t serial; /* reactor's identity of the resource a CREATE made */
 

@@ -40,6 +40,11 @@ struct scanout {
     struct virtio_gpu_rect damage;
     struct vgpu_frame *frame; /* lazily allocated; owned here unless frame_out */
     bool frame_out;           /* the reactor holds the frame */
+    /* A guest blob shown straight from guest memory (SET_SCANOUT_BLOB): owned, NULL if not. */
+    struct iovec *blob_iov;
+    unsigned int blob_niov;
+    uint32_t blob_format, blob_stride;
+    uint64_t blob_offset;
 };
 
 struct vgpu_render {
@@ -208,6 +213,20 @@ static bool read_argb(struct vgpu_render *r, uint32_t id, uint32_t x, uint32_t y
     return true;
 }
 
+/* Copies w x h pixels at (x, y) of a blob scanout's framebuffer into dst as ARGB words. */
+static void read_blob(const struct scanout *so, uint32_t x, uint32_t y, uint32_t w, uint32_t h,
+                      uint8_t *dst)
+{
+    size_t row_bytes = (size_t)w * BPP;
+    for (uint32_t row = 0; row < h; row++) {
+        /* Inside the blob: the reactor checked offset + stride * (height - 1) + width * 4. */
+        uint64_t off = so->blob_offset + ((uint64_t)y + row) * so->blob_stride + (uint64_t)x * BPP;
+        uint8_t *d = dst + row * row_bytes;
+        vgpu_iov_to_buf(so->blob_iov, so->blob_niov, (size_t)off, d, row_bytes);
+        vgpu_pixel_row_to_argb(so->blob_format, d, d, w);
+    }
+}
+
 /* Sends the scanout's accumulated damage if its frame is at home. */
 static void try_emit_frame(struct vgpu_render *r, uint32_t s)
 {
@@ -237,7 +256,10 @@ static void try_emit_frame(struct vgpu_render *r, uint32_t s)
         f->capacity = need;
     }
     /* Damage is in scanout coordinates; the scanout shows the resource from (r.x, r.y). */
-    if (!read_argb(r, so->res_id, so->r.x + d.x, so->r.y + d.y, d.width, d.height, f->pixels)) {
+    if (so->blob_iov) {
+        read_blob(so, so->r.x + d.x, so->r.y + d.y, d.width, d.height, f->pixels);
+    } else if (!read_argb(r, so->res_id, so->r.x + d.x, so->r.y + d.y, d.width, d.height,
+                          f->pixels)) {
         vgpu_warn_guest("render: cannot read back resource %u for scanout %u", so->res_id, s);
         so->damage = (struct virtio_gpu_rect){0};
         return;
@@ -277,9 +299,18 @@ static void take_returned_frames(struct vgpu_render *r)
 
 /* --- commands ----------------------------------------------------------------------------- */
 
+/* Forgets the guest blob a scanout showed, if any. */
+static void drop_blob(struct scanout *so)
+{
+    free(so->blob_iov);
+    so->blob_iov = NULL;
+    so->blob_niov = 0;
+}
+
 static void disable_scanout(struct vgpu_render *r, uint32_t s, bool notify)
 {
     struct scanout *so = &r->scanouts[s];
+    drop_blob(so);
     if (so->res_id == 0)
         return;
     so->res_id = 0;
@@ -378,6 +409,7 @@ static uint32_t op_set_scanout(struct vgpu_render *r, const struct vgpu_rcmd *c)
         return VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID;
     struct scanout *so = &r->scanouts[s];
     if (c->u.scanout.res_id == 0) {
+        drop_blob(so);
         so->res_id = 0;
         so->damage = (struct virtio_gpu_rect){0};
         emit_scanout(r, s, 0, 0);
@@ -389,7 +421,32 @@ static uint32_t op_set_scanout(struct vgpu_render *r, const struct vgpu_rcmd *c)
         return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
     if ((uint64_t)rc->x + rc->width > res_w || (uint64_t)rc->y + rc->height > res_h)
         return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    drop_blob(so);
     so->res_id = c->u.scanout.res_id;
+    so->r = *rc;
+    so->damage = (struct virtio_gpu_rect){0};
+    emit_scanout(r, s, rc->width, rc->height);
+    return VIRTIO_GPU_RESP_OK_NODATA;
+}
+
+/* Shows guest memory: the scanout takes the command's iovecs (validated by the reactor). */
+static uint32_t op_set_scanout_blob(struct vgpu_render *r, struct vgpu_rcmd *c)
+{
+    uint32_t s = c->u.scanout_blob.scanout_id;
+    if (s >= VGPU_GPU_MAX_OUTPUTS)
+        return VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID;
+    if (!r->r3d || !res_size(r, c->u.scanout_blob.res_id, &(uint32_t){0}, &(uint32_t){0}))
+        return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+    struct scanout *so = &r->scanouts[s];
+    const struct virtio_gpu_rect *rc = &c->u.scanout_blob.r;
+    drop_blob(so);
+    so->blob_iov = c->u.scanout_blob.iov;
+    so->blob_niov = c->u.scanout_blob.niov;
+    c->u.scanout_blob.iov = NULL; /* ours now */
+    so->blob_format = c->u.scanout_blob.format;
+    so->blob_stride = c->u.scanout_blob.stride;
+    so->blob_offset = c->u.scanout_blob.offset;
+    so->res_id = c->u.scanout_blob.res_id;
     so->r = *rc;
     so->damage = (struct virtio_gpu_rect){0};
     emit_scanout(r, s, rc->width, rc->height);
@@ -507,6 +564,9 @@ static void run_cmd(struct vgpu_render *r, struct vgpu_rcmd *c)
     case VGPU_ROP_SET_SCANOUT:
         c->resp_type = op_set_scanout(r, c);
         break;
+    case VGPU_ROP_SET_SCANOUT_BLOB:
+        c->resp_type = op_set_scanout_blob(r, c);
+        break;
     case VGPU_ROP_FLUSH:
         c->resp_type = op_flush(r, c);
         break;
@@ -531,8 +591,14 @@ static void run_cmd(struct vgpu_render *r, struct vgpu_rcmd *c)
     case VGPU_ROP_TRANSFER_3D:
     case VGPU_ROP_SUBMIT_3D:
     case VGPU_ROP_GET_CAPSET:
+    case VGPU_ROP_CREATE_BLOB:
         /* The reactor sends these only in 3D mode; answer rather than trust it. */
         c->resp_type = r->r3d ? vgpu_r3d_run(r->r3d, c) : VIRTIO_GPU_RESP_ERR_UNSPEC;
+        /* Blob scanouts point into the old guest memory: the guest sets them again. */
+        if (c->op == VGPU_ROP_REATTACH)
+            for (uint32_t s = 0; s < VGPU_GPU_MAX_OUTPUTS; s++)
+                if (r->scanouts[s].blob_iov)
+                    disable_scanout(r, s, true);
         break;
     }
     if (r->r3d)
@@ -664,8 +730,10 @@ void vgpu_render_destroy(struct vgpu_render *r)
         vgpu_idmap_foreach(r->resources, free_resource_cb, NULL);
         vgpu_idmap_destroy(r->resources);
     }
-    for (uint32_t s = 0; s < VGPU_GPU_MAX_OUTPUTS; s++)
+    for (uint32_t s = 0; s < VGPU_GPU_MAX_OUTPUTS; s++) {
         free_frame(r->scanouts[s].frame);
+        drop_blob(&r->scanouts[s]);
+    }
     vgpu_spsc_destroy(r->cmds);
     vgpu_spsc_destroy(r->compl );
     if (r->wake_fd >= 0)

@@ -257,6 +257,37 @@ static uint32_t op_create_3d(struct vgpu_r3d *d, const struct vgpu_rcmd *c)
     return res_create(d, &a);
 }
 
+/* A guest-memory blob: virglrenderer keeps the iovecs, which become ours as attached backing. */
+static uint32_t op_create_blob(struct vgpu_r3d *d, struct vgpu_rcmd *c)
+{
+    if (vgpu_idmap_get(d->res, c->u.blob.res_id))
+        return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+    struct res *s = calloc(1, sizeof(*s));
+    if (!s)
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    int r = vgpu_virgl_resource_create_blob(c->u.blob.res_id, c->u.blob.ctx_id, c->u.blob.blob_mem,
+                                            c->u.blob.blob_flags, c->u.blob.blob_id, c->u.blob.size,
+                                            c->u.blob.iov, c->u.blob.niov);
+    if (r < 0) {
+        vgpu_warn_guest("virgl: blob %u (%llu bytes) refused: %s", c->u.blob.res_id,
+                        (unsigned long long)c->u.blob.size, strerror(-r));
+        free(s);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    *s = (struct res){.id = c->u.blob.res_id}; /* target 0: PIPE_BUFFER, never shown */
+    s->iov = c->u.blob.iov;
+    s->niov = c->u.blob.niov;
+    if (vgpu_idmap_insert(d->res, s->id, s) < 0) {
+        vgpu_virgl_resource_detach_iov(s->id);
+        vgpu_virgl_resource_unref(s->id);
+        free(s);
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    }
+    c->u.blob.iov = NULL; /* ours now */
+    atomic_fetch_add_explicit(&d->nres, 1, memory_order_relaxed);
+    return VIRTIO_GPU_RESP_OK_NODATA;
+}
+
 static uint32_t op_unref(struct vgpu_r3d *d, uint32_t id)
 {
     struct res *s = vgpu_idmap_remove(d->res, id);
@@ -483,9 +514,12 @@ uint32_t vgpu_r3d_run(struct vgpu_r3d *d, struct vgpu_rcmd *c)
         return op_submit(d, c);
     case VGPU_ROP_GET_CAPSET:
         return op_get_capset(d, c);
+    case VGPU_ROP_CREATE_BLOB:
+        return op_create_blob(d, c);
     case VGPU_ROP_NONE:
     case VGPU_ROP_TRANSFER_2D:
     case VGPU_ROP_SET_SCANOUT:
+    case VGPU_ROP_SET_SCANOUT_BLOB:
     case VGPU_ROP_FLUSH:
     case VGPU_ROP_CURSOR_UPDATE:
     case VGPU_ROP_CURSOR_MOVE:

@@ -200,6 +200,23 @@ int vgpu_virgl_resource_create(const struct vgpu_virgl_resource *a)
     return neg_errno(virgl_renderer_resource_create(&args, NULL, 0));
 }
 
+int vgpu_virgl_resource_create_blob(uint32_t id, uint32_t ctx_id, uint32_t blob_mem,
+                                    uint32_t blob_flags, uint64_t blob_id, uint64_t size,
+                                    struct iovec *iov, unsigned int niov)
+{
+    const struct virgl_renderer_resource_create_blob_args args = {
+        .res_handle = id,
+        .ctx_id = ctx_id,
+        .blob_mem = blob_mem,
+        .blob_flags = blob_flags,
+        .blob_id = blob_id,
+        .size = size,
+        .iovecs = iov,
+        .num_iovs = niov,
+    };
+    return neg_errno(virgl_renderer_resource_create_blob(&args));
+}
+
 void vgpu_virgl_resource_unref(uint32_t id)
 {
     virgl_renderer_resource_unref(id);

@@ -69,6 +69,10 @@ struct vgpu_virgl_resource {
 
 int vgpu_virgl_resource_create(const struct vgpu_virgl_resource *args);
 void vgpu_virgl_resource_unref(uint32_t id);
+/* A blob (VIRTIO_GPU_BLOB_MEM_*); iov, as for attach_iov, stays valid until detached or unref'd. */
+int vgpu_virgl_resource_create_blob(uint32_t id, uint32_t ctx_id, uint32_t blob_mem,
+                                    uint32_t blob_flags, uint64_t blob_id, uint64_t size,
+                                    struct iovec *iov, unsigned int niov);
 /* iov must stay valid until it is detached or the resource unref'd: virglrenderer keeps it. */
 int vgpu_virgl_resource_attach_iov(uint32_t id, struct iovec *iov, unsigned int niov);
 void vgpu_virgl_resource_detach_iov(uint32_t id);

@@ -41,6 +41,9 @@ struct res_meta {
     /* 3D (CREATE_3D); a 2D resource in 3D mode is a 2D texture with depth 1, one layer. */
     bool is_3d;
     uint32_t target, depth, array_size, last_level;
+    /* A guest-memory blob (RESOURCE_CREATE_BLOB): entries hold at least blob_size bytes. */
+    bool is_blob;
+    uint64_t blob_size;
 };
 
 /* The reactor's view of one 3D context. */
@@ -134,6 +137,10 @@ static void cmd_free(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
         free(c->u.backing.iov); /* NULL when the render thread took it */
     if (c->op == VGPU_ROP_SUBMIT_3D)
         free(c->u.submit.iov);
+    if (c->op == VGPU_ROP_CREATE_BLOB)
+        free(c->u.blob.iov); /* NULL when the render thread took it */
+    if (c->op == VGPU_ROP_SET_SCANOUT_BLOB)
+        free(c->u.scanout_blob.iov);
     if (c->op == VGPU_ROP_REATTACH) {
         for (unsigned int i = 0; i < c->u.reattach.n; i++)
             free(c->u.reattach.items[i].iov);
@@ -646,7 +653,8 @@ static uint32_t cmd_flush(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     struct res_meta *m = lookup(g, c, req.resource_id);
     if (!m)
         return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
-    if (!rect_inside(&req.r, m->width, m->height)) {
+    /* A blob has no size of its own: the render thread clips to what its scanouts show. */
+    if (!m->is_blob && !rect_inside(&req.r, m->width, m->height)) {
         vgpu_warn_guest("gpu: flush: rect outside resource %u", m->id);
         return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
     }
@@ -700,8 +708,8 @@ static uint32_t cmd_transfer_2d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
                         req.r.width, req.r.height, req.r.x, req.r.y, m->id, m->width, m->height);
         return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
     }
-    if (!m->entries) {
-        vgpu_warn_guest("gpu: transfer_to_host_2d: resource %u has no backing", m->id);
+    if (!m->entries || m->is_blob) {
+        vgpu_warn_guest("gpu: transfer_to_host_2d: resource %u has no backing to transfer", m->id);
         return VIRTIO_GPU_RESP_ERR_UNSPEC;
     }
     if (req.r.width == 0 || req.r.height == 0)
@@ -752,7 +760,7 @@ static uint32_t cmd_attach_backing(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     struct res_meta *m = lookup(g, c, req.resource_id);
     if (!m)
         return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
-    if (m->entries) {
+    if (m->entries || m->is_blob) {
         vgpu_warn_guest("gpu: attach_backing: resource %u already has backing", m->id);
         return VIRTIO_GPU_RESP_ERR_UNSPEC;
     }
@@ -809,8 +817,8 @@ static uint32_t cmd_detach_backing(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     struct res_meta *m = lookup(g, c, req.resource_id);
     if (!m)
         return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
-    if (!m->entries) {
-        vgpu_warn_guest("gpu: detach_backing: resource %u has no backing", m->id);
+    if (!m->entries || m->is_blob) {
+        vgpu_warn_guest("gpu: detach_backing: resource %u has no detachable backing", m->id);
         return VIRTIO_GPU_RESP_ERR_UNSPEC;
     }
     /* Transfers already queued carry their own copy of the iovecs. */
@@ -1137,8 +1145,8 @@ static uint32_t cmd_transfer_3d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
                         b->w, b->h, b->d, b->x, b->y, b->z, req.level, m->id);
         return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
     }
-    if (!m->entries) {
-        vgpu_warn_guest("gpu: transfer_3d: resource %u has no backing", m->id);
+    if (!m->entries || m->is_blob) {
+        vgpu_warn_guest("gpu: transfer_3d: resource %u has no backing to transfer", m->id);
         return VIRTIO_GPU_RESP_ERR_UNSPEC;
     }
     if (req.offset > m->backing_len || req.stride > INT32_MAX || req.layer_stride > INT32_MAX) {
@@ -1216,6 +1224,155 @@ static uint32_t cmd_submit_3d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     return 0;
 }
 
+/*
+ * RESOURCE_CREATE_BLOB, guest memory only: the pixels stay in the guest's pages (Linux puts
+ * dumb buffers there once RESOURCE_BLOB is offered). Host3d blobs would need MAP_BLOB, which
+ * needs a shared-memory region the vhost-user-gpu protocol cannot give the guest.
+ */
+static uint32_t cmd_create_blob(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_resource_create_blob req;
+    READ_REQ(c, req);
+    if (!id_is_free(g, c, req.resource_id))
+        return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+    if (req.blob_mem != VIRTIO_GPU_BLOB_MEM_GUEST) {
+        vgpu_warn_guest("gpu: create_blob %u: blob_mem %u is not supported", req.resource_id,
+                        req.blob_mem);
+        return VIRTIO_GPU_RESP_ERR_UNSPEC;
+    }
+    if (c->hdr.ctx_id && !ctx_lookup(g, c, c->hdr.ctx_id))
+        return VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID;
+    if (req.size == 0 || req.nr_entries == 0) {
+        vgpu_warn_guest("gpu: create_blob %u: %llu bytes in %u entries", req.resource_id,
+                        (unsigned long long)req.size, req.nr_entries);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    if (req.nr_entries > MAX_BACKING_ENTRIES) {
+        vgpu_warn_guest("gpu: create_blob %u: %u entries", req.resource_id, req.nr_entries);
+        return VIRTIO_GPU_RESP_ERR_UNSPEC;
+    }
+    /* The entries must be in the chain: bound the allocation by the bytes really there. */
+    uint64_t need = sizeof(req) + (uint64_t)req.nr_entries * sizeof(struct virtio_gpu_mem_entry);
+    if (c->chain.out_bytes < need) {
+        vgpu_warn_guest("gpu: create_blob %u: %u entries but only %llu request bytes",
+                        req.resource_id, req.nr_entries, (unsigned long long)c->chain.out_bytes);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    size_t table = req.nr_entries * sizeof(struct virtio_gpu_mem_entry);
+    struct res_meta proto = {
+        .id = req.resource_id,
+        .bytes = table, /* the backing tables; the pixels are the guest's */
+        .is_blob = true,
+        .blob_size = req.size,
+    };
+    struct res_meta *m = meta_add(g, &proto);
+    if (!m)
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    uint32_t err = 0;
+    m->entries = malloc(table);
+    if (!m->entries) {
+        err = VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+        goto fail;
+    }
+    m->nentries = req.nr_entries;
+    vgpu_iov_to_buf(vgpu_chain_iov(&c->chain), c->chain.out_num, sizeof(req), m->entries, table);
+    int r = meta_translate(g, m);
+    if (r < 0) {
+        vgpu_warn_guest("gpu: create_blob %u: %s", m->id,
+                        r == -EFAULT ? "an entry is outside guest memory" : "out of memory");
+        err = r == -EFAULT ? VIRTIO_GPU_RESP_ERR_UNSPEC : VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+        goto fail;
+    }
+    if (m->backing_len < req.size) {
+        vgpu_warn_guest("gpu: create_blob %u: %llu bytes but entries hold %llu", m->id,
+                        (unsigned long long)req.size, (unsigned long long)m->backing_len);
+        err = VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+        goto fail;
+    }
+    /* virglrenderer keeps the list: the render thread gets its own copy, exactly size bytes. */
+    unsigned int n = 0;
+    struct iovec *iov = iov_slice(m->iov, m->niov, 0, req.size, &n);
+    if (!iov) {
+        err = VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+        goto fail;
+    }
+    c->op = VGPU_ROP_CREATE_BLOB;
+    c->serial = m->serial;
+    c->u.blob.res_id = m->id;
+    c->u.blob.ctx_id = c->hdr.ctx_id;
+    c->u.blob.blob_mem = req.blob_mem;
+    c->u.blob.blob_flags = req.blob_flags;
+    c->u.blob.blob_id = req.blob_id;
+    c->u.blob.size = req.size;
+    c->u.blob.iov = iov;
+    c->u.blob.niov = n;
+    return 0;
+fail:
+    vgpu_idmap_remove(g->resources, m->id);
+    meta_free(g, m);
+    return err;
+}
+
+/* SET_SCANOUT_BLOB: a scanout shows a guest blob as a framebuffer, read from guest memory. */
+static uint32_t cmd_set_scanout_blob(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
+{
+    struct virtio_gpu_set_scanout_blob req;
+    READ_REQ(c, req);
+    if (req.scanout_id >= scanout_limit(g)) {
+        vgpu_warn_guest("gpu: set_scanout_blob: scanout %u does not exist", req.scanout_id);
+        return VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID;
+    }
+    if (req.resource_id == 0) {
+        c->op = VGPU_ROP_SET_SCANOUT; /* disable */
+        c->u.scanout.scanout_id = req.scanout_id;
+        c->u.scanout.res_id = 0;
+        return 0;
+    }
+    struct res_meta *m = lookup(g, c, req.resource_id);
+    if (!m)
+        return VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+    if (!m->is_blob || !vgpu_format_is_valid(req.format) || req.width == 0 || req.height == 0 ||
+        req.r.width == 0 || req.r.height == 0 || !rect_inside(&req.r, req.width, req.height)) {
+        vgpu_warn_guest("gpu: set_scanout_blob: resource %u (%s), format %u, %ux%u, rect "
+                        "%ux%u+%u+%u refused",
+                        m->id, m->is_blob ? "blob" : "not a blob", req.format, req.width,
+                        req.height, req.r.width, req.r.height, req.r.x, req.r.y);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    /* The last pixel of the framebuffer lies inside the blob (64-bit, overflow-checked). */
+    uint64_t row = (uint64_t)req.width * BPP, end;
+    if (req.strides[0] < row ||
+        __builtin_mul_overflow((uint64_t)req.strides[0], (uint64_t)(req.height - 1), &end) ||
+        __builtin_add_overflow(end, (uint64_t)req.offsets[0], &end) ||
+        __builtin_add_overflow(end, row, &end) || end > m->blob_size) {
+        vgpu_warn_guest("gpu: set_scanout_blob: offset %u stride %u for %ux%u outside blob %u "
+                        "(%llu bytes)",
+                        req.offsets[0], req.strides[0], req.width, req.height, m->id,
+                        (unsigned long long)m->blob_size);
+        return VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
+    }
+    if (meta_translate(g, m) < 0) {
+        vgpu_warn_guest("gpu: set_scanout_blob: blob %u is no longer in guest memory", m->id);
+        return VIRTIO_GPU_RESP_ERR_UNSPEC;
+    }
+    unsigned int n = 0;
+    struct iovec *iov = iov_slice(m->iov, m->niov, 0, m->blob_size, &n);
+    if (!iov)
+        return VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+    c->op = VGPU_ROP_SET_SCANOUT_BLOB;
+    c->u.scanout_blob.scanout_id = req.scanout_id;
+    c->u.scanout_blob.res_id = m->id;
+    c->u.scanout_blob.r = req.r;
+    c->u.scanout_blob.format = req.format;
+    c->u.scanout_blob.width = req.width;
+    c->u.scanout_blob.height = req.height;
+    c->u.scanout_blob.stride = req.strides[0];
+    c->u.scanout_blob.offset = req.offsets[0];
+    c->u.scanout_blob.iov = iov;
+    c->u.scanout_blob.niov = n;
+    return 0;
+}
+
 /* The 3D commands (3D mode only). */
 static uint32_t decode_3d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
 {
@@ -1234,6 +1391,10 @@ static uint32_t decode_3d(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
         return cmd_transfer_3d(g, c);
     case VIRTIO_GPU_CMD_SUBMIT_3D:
         return cmd_submit_3d(g, c);
+    case VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB:
+        return cmd_create_blob(g, c);
+    case VIRTIO_GPU_CMD_SET_SCANOUT_BLOB:
+        return cmd_set_scanout_blob(g, c);
     default:
         return VIRTIO_GPU_RESP_ERR_UNSPEC;
     }
@@ -1324,6 +1485,8 @@ static void decode_control(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
     case VIRTIO_GPU_CMD_TRANSFER_TO_HOST_3D:
     case VIRTIO_GPU_CMD_TRANSFER_FROM_HOST_3D:
     case VIRTIO_GPU_CMD_SUBMIT_3D:
+    case VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB:
+    case VIRTIO_GPU_CMD_SET_SCANOUT_BLOB:
         err = g->caps.virgl ? decode_3d(g, c) : VIRTIO_GPU_RESP_ERR_UNSPEC;
         break;
     default:
@@ -1391,10 +1554,13 @@ static void submit(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
 static void complete(struct vgpu_gpu_dev *g, struct vgpu_rcmd *c)
 {
     g->inflight--;
-    if ((c->op == VGPU_ROP_CREATE_2D || c->op == VGPU_ROP_CREATE_3D) &&
+    if ((c->op == VGPU_ROP_CREATE_2D || c->op == VGPU_ROP_CREATE_3D ||
+         c->op == VGPU_ROP_CREATE_BLOB) &&
         resp_is_error(c->resp_type)) {
         /* The render thread refused it: forget the resource if it is still ours. */
-        uint32_t id = c->op == VGPU_ROP_CREATE_2D ? c->u.create_2d.res_id : c->u.create_3d.res_id;
+        uint32_t id = c->op == VGPU_ROP_CREATE_2D   ? c->u.create_2d.res_id
+                      : c->op == VGPU_ROP_CREATE_3D ? c->u.create_3d.res_id
+                                                    : c->u.blob.res_id;
         struct res_meta *m = vgpu_idmap_get(g->resources, id);
         if (m && m->serial == c->serial) {
             vgpu_idmap_remove(g->resources, m->id);
@@ -1523,11 +1689,13 @@ static uint64_t gpu_get_features(void *opaque)
     uint64_t f = BIT(VIRTIO_GPU_F_EDID) | BIT(VIRTIO_GPU_F_RESOURCE_UUID);
     /*
      * Only what works end to end. CONTEXT_INIT: contexts of a chosen capset and per-context
-     * fence rings. RESOURCE_BLOB is not offered (no blob commands are served; Linux would
-     * then put dumb buffers in guest blobs, see docs/ARCHITECTURE.md).
+     * fence rings. RESOURCE_BLOB: guest-memory blobs and SET_SCANOUT_BLOB (Linux then puts
+     * dumb buffers in guest blobs); host3d blobs and MAP_BLOB are refused (no shared-memory
+     * region in the vhost-user-gpu protocol).
      */
     if (g->caps.virgl)
-        f |= BIT(VIRTIO_GPU_F_VIRGL) | BIT(VIRTIO_GPU_F_CONTEXT_INIT);
+        f |= BIT(VIRTIO_GPU_F_VIRGL) | BIT(VIRTIO_GPU_F_CONTEXT_INIT) |
+             BIT(VIRTIO_GPU_F_RESOURCE_BLOB);
     return f;
 }
 
@@ -1619,13 +1787,30 @@ static void gpu_reset(void *opaque)
 
 static void gpu_mem_barrier(void *opaque)
 {
+    struct vgpu_gpu_dev *g = opaque;
     /*
      * Everything popped points into guest memory: commands in flight, and a command parked
      * for QEMU's reply (not in flight yet). Answer the parked one from our own state and let
      * everything finish before the memory changes.
      */
-    answer_waiting(opaque);
-    drain(opaque);
+    answer_waiting(g);
+    drain(g);
+    /*
+     * Blob scanouts read guest memory whenever a frame comes home, not only in commands: the
+     * render thread drops them (an empty REATTACH) before the memory goes away.
+     */
+    if (g->caps.virgl && !g->destroying) {
+        struct vgpu_rcmd *c = cmd_alloc(g);
+        if (!c) {
+            vgpu_err("gpu: out of memory dropping blob scanouts before a memory change");
+            return;
+        }
+        c->op = VGPU_ROP_REATTACH;
+        c->queue = VGPU_VU_NUM_QUEUES; /* no ring */
+        submit(g, c);
+        vgpu_render_kick(g->render);
+        drain(g);
+    }
 }
 
 struct reattach_ctx {

@@ -317,17 +317,22 @@ static void test_features_and_config(void **state)
     const struct vgpu_fe_info *info = vgpu_fe_info(fe);
     assert_true(info->features & BIT(VIRTIO_GPU_F_VIRGL));
     assert_true(info->features & BIT(VIRTIO_GPU_F_CONTEXT_INIT));
-    /* No blob commands are served: never offered. */
-    assert_false(info->features & BIT(VIRTIO_GPU_F_RESOURCE_BLOB));
+    /* Guest-memory blobs and SET_SCANOUT_BLOB are served (test_blob_*). */
+    assert_true(info->features & BIT(VIRTIO_GPU_F_RESOURCE_BLOB));
     assert_int_equal(info->config.num_capsets, 2);
-    /* The blob commands answer with an error, never a crash. */
+    /* Host3d blobs and MAP_BLOB are not: an error, never a crash. */
     struct virtio_gpu_resource_create_blob blob = {
         .hdr = hdr(VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB, 0),
         .resource_id = 9,
-        .blob_mem = VIRTIO_GPU_BLOB_MEM_GUEST,
+        .blob_mem = VIRTIO_GPU_BLOB_MEM_HOST3D,
         .size = 4096,
     };
     assert_int_equal(cmd0(fe, &blob, sizeof(blob)), VIRTIO_GPU_RESP_ERR_UNSPEC);
+    struct virtio_gpu_resource_map_blob map = {
+        .hdr = hdr(VIRTIO_GPU_CMD_RESOURCE_MAP_BLOB, 0),
+        .resource_id = 9,
+    };
+    assert_int_equal(cmd0(fe, &map, sizeof(map)), VIRTIO_GPU_RESP_ERR_UNSPEC);
 }
 
 static void test_capset_info(void **state)
@@ -962,6 +967,216 @@ static void test_scanout_refused(void **state)
     assert_int_equal(set_scanout(fe, 0, 2, 16, 16), VIRTIO_GPU_RESP_OK_NODATA);
 }
 
+/* ---- guest-memory blobs ------------------------------------------------------------------- */
+
+/* RESOURCE_CREATE_BLOB with n entries sent, nr_entries claimed (header and entries in one buffer).
+ */
+static uint32_t create_blob(struct vgpu_fe *fe, uint32_t id, uint32_t blob_mem, uint64_t size,
+                            const struct virtio_gpu_mem_entry *e, uint32_t n, uint32_t nr_entries)
+{
+    struct {
+        struct virtio_gpu_resource_create_blob b;
+        struct virtio_gpu_mem_entry e[4];
+    } c = {
+        .b = {.hdr = hdr(VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB, 0),
+              .resource_id = id,
+              .blob_mem = blob_mem,
+              .blob_flags = VIRTIO_GPU_BLOB_FLAG_USE_SHAREABLE,
+              .nr_entries = nr_entries,
+              .size = size},
+    };
+    assert_true(n <= 4);
+    memcpy(c.e, e, n * sizeof(*e));
+    return cmd0(fe, &c, (uint32_t)(sizeof(c.b) + n * sizeof(*e)));
+}
+
+static uint32_t set_scanout_blob(struct vgpu_fe *fe, uint32_t s, uint32_t res, uint32_t format,
+                                 uint32_t w, uint32_t h, struct virtio_gpu_rect r, uint32_t offset,
+                                 uint32_t stride)
+{
+    struct virtio_gpu_set_scanout_blob c = {
+        .hdr = hdr(VIRTIO_GPU_CMD_SET_SCANOUT_BLOB, 0),
+        .r = r,
+        .scanout_id = s,
+        .resource_id = res,
+        .width = w,
+        .height = h,
+        .format = format,
+        .strides = {stride},
+        .offsets = {offset},
+    };
+    return cmd0(fe, &c, sizeof(c));
+}
+
+#define RECT(x_, y_, w_, h_)                                                                       \
+    ((struct virtio_gpu_rect){.x = (x_), .y = (y_), .width = (w_), .height = (h_)})
+#define BW 16u
+#define BH 8u
+#define BSTRIDE 80u  /* more than BW * 4 */
+#define BOFFSET 200u /* not a multiple of the stride */
+
+/*
+ * A guest blob in two scattered pieces on a scanout: a flush sends exactly the pixels in guest
+ * memory, rows a stride apart from a non-zero offset, read where the guest wrote them.
+ */
+static void test_blob_scanout(void **state)
+{
+    struct vgpu_fe *fe = session(true);
+    struct disp d;
+    disp_handshake(fe, &d);
+    const uint32_t size = BOFFSET + BSTRIDE * BH; /* the last row's tail included */
+    uint64_t a = vgpu_fe_alloc(fe, 4096, 4096), b = vgpu_fe_alloc(fe, 4096, 4096);
+    assert_true(a != 0 && b != 0);
+    const uint32_t first = 300; /* the split falls inside row 1 */
+    struct virtio_gpu_mem_entry e[2] = {{.addr = a + 4096 - first, .length = first},
+                                        {.addr = b, .length = size - first}};
+    assert_int_equal(create_blob(fe, 7, VIRTIO_GPU_BLOB_MEM_GUEST, size, e, 2, 2),
+                     VIRTIO_GPU_RESP_OK_NODATA);
+    /* Row y, column x holds 0xff000000 | y << 8 | x; everything else 0x5a bytes. */
+    uint8_t *pa = vgpu_fe_gpa_ptr(fe, e[0].addr, first);
+    uint8_t *pb = vgpu_fe_gpa_ptr(fe, b, size - first);
+    uint8_t img[BOFFSET + BSTRIDE * BH];
+    memset(img, 0x5a, sizeof(img));
+    for (uint32_t y = 0; y < BH; y++)
+        for (uint32_t x = 0; x < BW; x++) {
+            uint32_t v = 0xff000000u | (y << 8) | x;
+            memcpy(img + BOFFSET + y * BSTRIDE + x * 4, &v, 4);
+        }
+    memcpy(pa, img, first);
+    memcpy(pb, img + first, size - first);
+
+    /* B8G8R8A8: the memory bytes of a pixel are its ARGB word, little-endian. */
+    assert_int_equal(set_scanout_blob(fe, 0, 7, VIRTIO_GPU_FORMAT_B8G8R8A8_UNORM, BW, BH,
+                                      RECT(0, 0, BW, BH), BOFFSET, BSTRIDE),
+                     VIRTIO_GPU_RESP_OK_NODATA);
+    disp_expect(fe, &d, VGPU_FE_DISPLAY_SCANOUT);
+    assert_int_equal(u32_at(d.buf, 0), 0);
+    assert_int_equal(u32_at(d.buf, 4), BW);
+    assert_int_equal(u32_at(d.buf, 8), BH);
+    assert_int_equal(flush(fe, 7, 0, 0, BW, BH), VIRTIO_GPU_RESP_OK_NODATA);
+    disp_expect(fe, &d, VGPU_FE_DISPLAY_UPDATE);
+    assert_int_equal(d.hdr.size, 20 + BW * BH * 4);
+    assert_int_equal(u32_at(d.buf, 12), BW);
+    assert_int_equal(u32_at(d.buf, 16), BH);
+    for (uint32_t y = 0; y < BH; y++)
+        for (uint32_t x = 0; x < BW; x++)
+            assert_int_equal(u32_at(d.buf, 20 + (y * BW + x) * 4), 0xff000000u | (y << 8) | x);
+
+    /* The guest draws straight into its memory; a partial flush sends that rectangle. */
+    uint32_t v = 0xff123456u;
+    memcpy(pb + BOFFSET + 5 * BSTRIDE + 3 * 4 - first, &v, 4);
+    assert_int_equal(flush(fe, 7, 3, 5, 2, 1), VIRTIO_GPU_RESP_OK_NODATA);
+    disp_expect(fe, &d, VGPU_FE_DISPLAY_UPDATE);
+    assert_int_equal(d.hdr.size, 20 + 2 * 4);
+    assert_int_equal(u32_at(d.buf, 4), 3);
+    assert_int_equal(u32_at(d.buf, 8), 5);
+    assert_int_equal(u32_at(d.buf, 20), 0xff123456u);
+    assert_int_equal(u32_at(d.buf, 24), 0xff000504u);
+
+    /* An X format: alpha forced opaque, on a scanout showing part of the framebuffer. */
+    assert_int_equal(set_scanout_blob(fe, 0, 7, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, BW, BH,
+                                      RECT(2, 1, 4, 3), BOFFSET, BSTRIDE),
+                     VIRTIO_GPU_RESP_OK_NODATA);
+    disp_expect(fe, &d, VGPU_FE_DISPLAY_SCANOUT);
+    assert_int_equal(u32_at(d.buf, 4), 4);
+    assert_int_equal(u32_at(d.buf, 8), 3);
+    assert_int_equal(flush(fe, 7, 0, 0, BW, BH), VIRTIO_GPU_RESP_OK_NODATA);
+    disp_expect(fe, &d, VGPU_FE_DISPLAY_UPDATE);
+    assert_int_equal(d.hdr.size, 20 + 4 * 3 * 4);
+    for (uint32_t y = 0; y < 3; y++)
+        for (uint32_t x = 0; x < 4; x++)
+            assert_int_equal(u32_at(d.buf, 20 + (y * 4 + x) * 4) & 0x00ffffffu,
+                             ((y + 1) << 8) | (x + 2));
+
+    /* UNREF while shown disables the scanout; a flush after it finds no resource. */
+    struct virtio_gpu_resource_unref u = {.hdr = hdr(VIRTIO_GPU_CMD_RESOURCE_UNREF, 0),
+                                          .resource_id = 7};
+    assert_int_equal(cmd0(fe, &u, sizeof(u)), VIRTIO_GPU_RESP_OK_NODATA);
+    disp_expect(fe, &d, VGPU_FE_DISPLAY_SCANOUT);
+    assert_int_equal(u32_at(d.buf, 4), 0);
+    assert_int_equal(flush(fe, 7, 0, 0, BW, BH), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
+    /* The id is free again. */
+    assert_int_equal(create_blob(fe, 7, VIRTIO_GPU_BLOB_MEM_GUEST, size, e, 2, 2),
+                     VIRTIO_GPU_RESP_OK_NODATA);
+    free(d.buf);
+}
+
+/* Every bad blob argument gets its exact error, and nothing is created. */
+static void test_blob_refused(void **state)
+{
+    struct vgpu_fe *fe = session(false);
+    uint64_t gpa = vgpu_fe_alloc(fe, 8192, 4096);
+    assert_true(gpa != 0);
+    struct virtio_gpu_mem_entry e = {.addr = gpa, .length = 8192};
+    const uint32_t G = VIRTIO_GPU_BLOB_MEM_GUEST;
+    assert_int_equal(create_blob(fe, 1, VIRTIO_GPU_BLOB_MEM_HOST3D, 4096, &e, 1, 1),
+                     VIRTIO_GPU_RESP_ERR_UNSPEC);
+    assert_int_equal(create_blob(fe, 1, VIRTIO_GPU_BLOB_MEM_HOST3D_GUEST, 4096, &e, 1, 1),
+                     VIRTIO_GPU_RESP_ERR_UNSPEC);
+    assert_int_equal(create_blob(fe, 0, G, 4096, &e, 1, 1),
+                     VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
+    assert_int_equal(create_blob(fe, 1, G, 0, &e, 1, 1), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+    /* Entries shorter than the blob. */
+    assert_int_equal(create_blob(fe, 1, G, 8193, &e, 1, 1), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+    /* An entry outside guest memory. */
+    struct virtio_gpu_mem_entry out[2] = {e, {.addr = 1ull << 40, .length = 4096}};
+    assert_int_equal(create_blob(fe, 1, G, 4096, out, 2, 2), VIRTIO_GPU_RESP_ERR_UNSPEC);
+    /* More entries claimed than the chain holds; more than any backing may have. */
+    assert_int_equal(create_blob(fe, 1, G, 4096, &e, 1, 3), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+    assert_int_equal(create_blob(fe, 1, G, 4096, &e, 1, 0xffffffffu), VIRTIO_GPU_RESP_ERR_UNSPEC);
+    assert_int_equal(create_blob(fe, 1, G, 4096, &e, 1, 1), VIRTIO_GPU_RESP_OK_NODATA);
+    /* None of the refused ones left a resource behind; the id is now in use. */
+    assert_int_equal(create_blob(fe, 1, G, 4096, &e, 1, 1),
+                     VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
+    assert_int_equal(create_blob(fe, 2, G, 4096, &e, 1, 1), VIRTIO_GPU_RESP_OK_NODATA);
+
+    const uint32_t F = VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM;
+    /* offsets[0] + strides[0] * (height - 1) wraps 32 bits. */
+    assert_int_equal(
+        set_scanout_blob(fe, 0, 1, F, 16, 16, RECT(0, 0, 16, 16), 0xffffffffu, 0x80000000u),
+        VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+    /* 192 + 256 * 15 + 16 * 4 is exactly the blob's 4096 bytes; one more is past it. */
+    assert_int_equal(set_scanout_blob(fe, 0, 1, F, 16, 16, RECT(0, 0, 16, 16), 192, 256),
+                     VIRTIO_GPU_RESP_OK_NODATA);
+    assert_int_equal(set_scanout_blob(fe, 0, 1, F, 16, 16, RECT(0, 0, 16, 16), 193, 256),
+                     VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+    /* A stride shorter than a row. */
+    assert_int_equal(set_scanout_blob(fe, 0, 1, F, 16, 16, RECT(0, 0, 16, 16), 0, 63),
+                     VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+    /* Rect outside the framebuffer, empty rect, empty framebuffer. */
+    assert_int_equal(set_scanout_blob(fe, 0, 1, F, 16, 16, RECT(1, 0, 16, 16), 0, 64),
+                     VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+    assert_int_equal(set_scanout_blob(fe, 0, 1, F, 16, 16, RECT(0, 0, 0, 16), 0, 64),
+                     VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+    assert_int_equal(set_scanout_blob(fe, 0, 1, F, 0, 16, RECT(0, 0, 0, 16), 0, 64),
+                     VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+    /* Bad format. */
+    assert_int_equal(set_scanout_blob(fe, 0, 1, 0, 16, 16, RECT(0, 0, 16, 16), 0, 64),
+                     VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+    assert_int_equal(set_scanout_blob(fe, 0, 1, 999, 16, 16, RECT(0, 0, 16, 16), 0, 64),
+                     VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+    /* Not a blob, no such resource, no such scanout. */
+    assert_int_equal(create_3d(fe, 3, F, 16, 16, 0), VIRTIO_GPU_RESP_OK_NODATA);
+    assert_int_equal(set_scanout_blob(fe, 0, 3, F, 16, 16, RECT(0, 0, 16, 16), 0, 64),
+                     VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+    assert_int_equal(set_scanout_blob(fe, 0, 9, F, 16, 16, RECT(0, 0, 16, 16), 0, 64),
+                     VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
+    assert_int_equal(set_scanout_blob(fe, 16, 1, F, 16, 16, RECT(0, 0, 16, 16), 0, 64),
+                     VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID);
+    /* A blob is not a SET_SCANOUT resource, nor has it backing to attach, detach or transfer. */
+    assert_int_equal(set_scanout(fe, 0, 2, 16, 16), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+    struct virtio_gpu_resource_detach_backing det = {
+        .hdr = hdr(VIRTIO_GPU_CMD_RESOURCE_DETACH_BACKING, 0), .resource_id = 2};
+    assert_int_equal(cmd0(fe, &det, sizeof(det)), VIRTIO_GPU_RESP_ERR_UNSPEC);
+    /* Scanout 0 still shows blob 1: unref it, flush, disable (nothing left to crash on). */
+    struct virtio_gpu_resource_unref u = {.hdr = hdr(VIRTIO_GPU_CMD_RESOURCE_UNREF, 0),
+                                          .resource_id = 1};
+    assert_int_equal(cmd0(fe, &u, sizeof(u)), VIRTIO_GPU_RESP_OK_NODATA);
+    assert_int_equal(flush(fe, 1, 0, 0, 16, 16), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
+    assert_int_equal(set_scanout_blob(fe, 0, 0, F, 16, 16, RECT(0, 0, 16, 16), 0, 64),
+                     VIRTIO_GPU_RESP_OK_NODATA);
+}
+
 /* The cursor image of a 64x64 3D resource is read back as well. */
 static void test_cursor_3d(void **state)
 {
@@ -1008,11 +1223,24 @@ static void test_memory_table_change(void **state)
     uint64_t gpa;
     make_target(fe, 1, 1, 0, &gpa);
     clear_and_check(fe, 1, 1, gpa, 1.0f, 0.0f, 0.0f, 0xffff0000u);
+    /* A guest blob on scanout 0: dropped from it at each change, set again, never read stale. */
+    uint64_t bgpa = vgpu_fe_alloc(fe, 4096, 4096);
+    assert_true(bgpa != 0);
+    struct virtio_gpu_mem_entry be = {.addr = bgpa, .length = 4096};
+    const uint32_t F = VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM;
+    assert_int_equal(create_blob(fe, 2, VIRTIO_GPU_BLOB_MEM_GUEST, 4096, &be, 1, 1),
+                     VIRTIO_GPU_RESP_OK_NODATA);
+    assert_int_equal(set_scanout_blob(fe, 0, 2, F, 16, 16, RECT(0, 0, 16, 16), 0, 64),
+                     VIRTIO_GPU_RESP_OK_NODATA);
     for (int i = 0; i < 3; i++) {
         FE_CHECK(fe, vgpu_fe_stop(fe));
         FE_CHECK(fe, vgpu_fe_start(fe));
         clear_and_check(fe, 1, 1, gpa, (float)(i % 2), 1.0f, 0.0f,
                         i % 2 ? 0xffffff00u : 0xff00ff00u);
+        assert_int_equal(flush(fe, 2, 0, 0, 16, 16), VIRTIO_GPU_RESP_OK_NODATA);
+        assert_int_equal(set_scanout_blob(fe, 0, 2, F, 16, 16, RECT(0, 0, 16, 16), 0, 64),
+                         VIRTIO_GPU_RESP_OK_NODATA);
+        assert_int_equal(flush(fe, 2, 0, 0, 16, 16), VIRTIO_GPU_RESP_OK_NODATA);
     }
 }
 
@@ -1120,6 +1348,8 @@ int main(void)
         cmocka_unit_test_teardown(test_bad_resources, teardown),
         cmocka_unit_test_teardown(test_scanout_readback, teardown),
         cmocka_unit_test_teardown(test_scanout_refused, teardown),
+        cmocka_unit_test_teardown(test_blob_scanout, teardown),
+        cmocka_unit_test_teardown(test_blob_refused, teardown),
         cmocka_unit_test_teardown(test_cursor_3d, teardown),
         cmocka_unit_test_teardown(test_memory_table_change, teardown),
         cmocka_unit_test_teardown(test_init_failure, teardown),
