@@ -23,7 +23,8 @@
  *       4 a 4 KiB memfd, 5 a pipe, 6 /dev/zero, 7 the guest memfd read-only.
  *   c & 0x80: pseudo-operation (c & 0x07) % 5:
  *     0 poke: u32 offset, u8 n, n bytes written into the guest memfd at offset (wrapped)
- *     1 fire: u8 i, u8 events: runs the callback of the i-th watched fd (kick, display...)
+ *     1 fire: u8 i, u8 events: the i-th watched fd's callback runs if the fd is ready, as in
+ *       the event loop (an eventfd is written first: the guest kicks)
  *     2 completions: waits briefly for the render thread, then processes its completions
  *     3 display: u8 n, n bytes written by "QEMU" on the newest display socket
  *     4 hang up the display sockets' QEMU ends
@@ -32,6 +33,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -217,8 +219,14 @@ static void do_pseudo(struct iter *it, uint8_t c, struct input *in)
         if (!take(in, &i, 1) || !take(in, &ev, 1) || it->s.dead)
             return;
         struct fz_watch *w = fz_watcher_nth(&it->s.watcher, i);
-        if (w)
-            fz_watch_fire(w, ev & (VGPU_EV_READ | VGPU_EV_WRITE));
+        if (!w)
+            return;
+        /* A kick: the guest writes the eventfd. Only a ready fd gets its callback. */
+        if (fz_is_eventfd(w->fd) && eventfd_write(w->fd, 1) < 0)
+            fz_die("eventfd_write: %s", strerror(errno));
+        unsigned int ready = fz_watch_ready(w);
+        if (ready)
+            fz_watch_fire(w, ev & ready ? ev & ready : ready);
         fz_watcher_check_open(&it->s.watcher, "after a watch callback");
         break;
     }

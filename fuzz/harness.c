@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,6 +135,36 @@ void fz_watch_fire(struct fz_watch *w, unsigned int events)
     /* Copy first: the callback may unwatch (and the slot be reused) while it runs. */
     struct fz_watch copy = *w;
     copy.fn(copy.data, copy.fd, events & copy.events ? events & copy.events : copy.events);
+}
+
+unsigned int fz_watch_ready(const struct fz_watch *w)
+{
+    struct pollfd p = {.fd = w->fd, .events = 0};
+    if (w->events & VGPU_EV_READ)
+        p.events |= POLLIN;
+    if (w->events & VGPU_EV_WRITE)
+        p.events |= POLLOUT;
+    if (poll(&p, 1, 0) <= 0)
+        return 0;
+    /* As libuv reports them: errors and hang-ups wake whichever direction is watched. */
+    unsigned int ev = 0;
+    if (p.revents & (POLLIN | POLLHUP | POLLERR))
+        ev |= VGPU_EV_READ;
+    if (p.revents & (POLLOUT | POLLHUP | POLLERR))
+        ev |= VGPU_EV_WRITE;
+    return ev & w->events;
+}
+
+bool fz_is_eventfd(int fd)
+{
+    char path[64], target[64];
+    if (snprintf(path, sizeof(path), "/proc/self/fd/%d", fd) >= (int)sizeof(path))
+        return false;
+    ssize_t n = readlink(path, target, sizeof(target) - 1);
+    if (n <= 0)
+        return false;
+    target[n] = '\0';
+    return strcmp(target, "anon_inode:[eventfd]") == 0;
 }
 
 /* ---- the render thread ---- */

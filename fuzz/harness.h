@@ -61,6 +61,15 @@ struct fz_watch *fz_watcher_nth(struct fz_watcher *fw, unsigned int i);
 void fz_watcher_check_open(const struct fz_watcher *fw, const char *when);
 /* Runs the callback of w as the event loop would. w may be gone afterwards. */
 void fz_watch_fire(struct fz_watch *w, unsigned int events);
+/*
+ * What the event loop would report for w right now (poll with no timeout): VGPU_EV_* bits
+ * among those watched, 0 when the fd is not ready. A callback must only run for a ready fd:
+ * called otherwise, it may block on the fd (a kick fd that is a socket, say) where the daemon
+ * never would.
+ */
+unsigned int fz_watch_ready(const struct fz_watch *w);
+/* Whether fd is an eventfd (a kick or call fd rather than a display socket or timer). */
+bool fz_is_eventfd(int fd);
 
 /* ---- the render thread ---- */
 
