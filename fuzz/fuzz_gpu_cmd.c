@@ -26,7 +26,6 @@
  *     in flight); bit 7: stop and restart the ring first (GET_VRING_BASE, SET_VRING_BASE, KICK).
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -153,15 +152,7 @@ static int find_kick_watch(struct gpu_fuzz *f, unsigned int qi)
     int other = f->q[qi ^ 1].watched_fd;
     for (unsigned int i = 0; i < fz_watcher_count(&f->s.watcher); i++) {
         struct fz_watch *w = fz_watcher_nth(&f->s.watcher, i);
-        if (!w || w->fd == other)
-            continue;
-        char path[64], target[64];
-        snprintf(path, sizeof(path), "/proc/self/fd/%d", w->fd);
-        ssize_t n = readlink(path, target, sizeof(target) - 1);
-        if (n <= 0)
-            continue;
-        target[n] = '\0';
-        if (strcmp(target, "anon_inode:[eventfd]") == 0)
+        if (w && w->fd != other && fz_is_eventfd(w->fd))
             return w->fd;
     }
     return -1;
@@ -408,19 +399,9 @@ static void pump(struct gpu_fuzz *f)
         struct fz_watch *w = fz_watcher_find(&f->s.watcher, fds[i]);
         if (!w)
             continue; /* unwatched by an earlier callback */
-        struct pollfd p = {.fd = w->fd, .events = 0};
-        if (w->events & VGPU_EV_READ)
-            p.events |= POLLIN;
-        if (w->events & VGPU_EV_WRITE)
-            p.events |= POLLOUT;
-        if (poll(&p, 1, 0) <= 0)
-            continue;
-        unsigned int ev = 0;
-        if (p.revents & (POLLIN | POLLHUP | POLLERR))
-            ev |= VGPU_EV_READ;
-        if (p.revents & (POLLOUT | POLLHUP | POLLERR))
-            ev |= VGPU_EV_WRITE;
-        fz_watch_fire(w, ev);
+        unsigned int ev = fz_watch_ready(w);
+        if (ev)
+            fz_watch_fire(w, ev);
     }
     fz_watcher_check_open(&f->s.watcher, "after the display's callbacks");
 }
