@@ -247,3 +247,58 @@ void itest_rmdir(char *dir)
     rmdir(dir);
     free(dir);
 }
+
+int itest_shared_start(struct itest_shared *s, const char *const *extra)
+{
+    const char *argv[32];
+    size_t n = 0;
+
+    for (const char *const *p = itest_daemon_args(); p != NULL && *p != NULL && n < 24; p++)
+        argv[n++] = *p;
+    for (const char *const *p = extra; p != NULL && *p != NULL && n < 31; p++)
+        argv[n++] = *p;
+    argv[n] = NULL;
+    s->dir = itest_mkdtemp();
+    s->path = itest_path(s->dir, "vgpu.sock");
+    s->log_seen = 0;
+    s->d = vgpu_fe_daemon_spawn_socket(s->path, argv, VGPU_FE_SPAWN_CAPTURE_STDERR);
+    if (s->d == NULL) {
+        print_error("spawning the daemon on %s failed: %s (VGPU_BINARY=%s)\n", s->path,
+                    strerror(errno), vgpu_fe_binary() != NULL ? vgpu_fe_binary() : "unset");
+        return -1;
+    }
+    return 0;
+}
+
+void itest_shared_stop(struct itest_shared *s)
+{
+    vgpu_fe_daemon_destroy(s->d);
+    free(s->path);
+    itest_rmdir(s->dir);
+}
+
+char *itest_shared_log(struct itest_shared *s)
+{
+    static char buf[1 << 20];
+    long n = vgpu_fe_daemon_stderr(s->d, buf, sizeof(buf));
+
+    if (n < 0)
+        n = 0;
+    long from = s->log_seen <= n ? s->log_seen : 0;
+    s->log_seen = n;
+    return buf + from;
+}
+
+int itest_shared_test_done(struct itest_shared *s)
+{
+    itest_release_all();
+    const char *log = itest_shared_log(s);
+
+    if (*log != '\0')
+        (void)fprintf(stderr, "---- daemon log ----\n%s--------------------\n", log);
+    if (!vgpu_fe_daemon_is_alive(s->d)) {
+        (void)fprintf(stderr, "the daemon died\n");
+        return -1;
+    }
+    return 0;
+}

@@ -82,6 +82,27 @@ void itest_check_serves(struct vgpu_fe_daemon *d, const struct vgpu_fe_config *c
 void itest_finish_fd(struct vgpu_fe_daemon *d, struct vgpu_fe *fe);
 
 /* A fresh private directory (free with itest_rmdir, which also removes its files). */
+/*
+ * One --socket-path daemon shared by a whole test group, its stderr captured: the tests
+ * connect to it in turn and look at its log and fd count.
+ */
+struct itest_shared {
+    char *dir;
+    char *path;
+    struct vgpu_fe_daemon *d;
+    int fd_ref;    /* the group's reference fd count, taken by the group's own set-up */
+    long log_seen; /* how much of the log itest_shared_log has returned */
+};
+/* Spawns the daemon with itest_daemon_args() plus extra (NULL-terminated, may be NULL).
+ * 0, or -1 after printing why. */
+int itest_shared_start(struct itest_shared *s, const char *const *extra);
+void itest_shared_stop(struct itest_shared *s);
+/* The daemon's log since the last call (a static buffer, valid until the next call). */
+char *itest_shared_log(struct itest_shared *s);
+/* A test's teardown: releases its sessions, echoes its part of the log, checks the daemon
+ * lives. 0 or -1. */
+int itest_shared_test_done(struct itest_shared *s);
+
 char *itest_mkdtemp(void);
 void itest_rmdir(char *dir);
 /* dir + "/" + name, malloc'd. */

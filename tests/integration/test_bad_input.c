@@ -21,15 +21,7 @@
 #define BIT(n) (1ull << (n))
 #define MIB (1024ull * 1024ull)
 
-struct fixture {
-    char *dir;
-    char *path;
-    struct vgpu_fe_daemon *d;
-    int fd_ref;
-    long log_seen;
-};
-
-static struct fixture fx;
+static struct itest_shared fx;
 
 /* A session's fd count, measured while it is negotiated and has done a round trip. */
 static int connected_fd_count(void)
@@ -45,9 +37,8 @@ static int connected_fd_count(void)
 
 static int group_setup(void **state)
 {
-    fx.dir = itest_mkdtemp();
-    fx.path = itest_path(fx.dir, "vgpu.sock");
-    fx.d = itest_spawn_socket(fx.path, VGPU_FE_SPAWN_CAPTURE_STDERR);
+    if (itest_shared_start(&fx, NULL) < 0)
+        return -1;
     /* Warm up (lazy allocations, first-session-only fds), then take the reference. */
     for (int i = 0; i < 3; i++)
         fx.fd_ref = connected_fd_count();
@@ -56,23 +47,13 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-    vgpu_fe_daemon_destroy(fx.d);
-    free(fx.path);
-    itest_rmdir(fx.dir);
+    itest_shared_stop(&fx);
     return 0;
 }
 
-/* The daemon's log since the last call, for the test output and for checks. */
 static char *new_log(void)
 {
-    static char buf[1 << 20];
-    long n = vgpu_fe_daemon_stderr(fx.d, buf, sizeof(buf));
-
-    if (n < 0)
-        n = 0;
-    long from = fx.log_seen <= n ? fx.log_seen : 0;
-    fx.log_seen = n;
-    return buf + from;
+    return itest_shared_log(&fx);
 }
 
 static int setup(void **state)
@@ -84,16 +65,7 @@ static int setup(void **state)
 /* Echoes the daemon's log of the test, and checks it is alive. */
 static int teardown(void **state)
 {
-    itest_release_all();
-    const char *log = new_log();
-
-    if (*log != '\0')
-        (void)fprintf(stderr, "---- daemon log ----\n%s--------------------\n", log);
-    if (!vgpu_fe_daemon_is_alive(fx.d)) {
-        (void)fprintf(stderr, "the daemon died\n");
-        return -1;
-    }
-    return 0;
+    return itest_shared_test_done(&fx);
 }
 
 static bool log_has_problem(const char *log)

@@ -22,15 +22,7 @@
 #define MAX_HOSTMEM (64ull << 20)
 #define SPARE_ID 0xfff0u
 
-struct fixture {
-    char *dir;
-    char *path;
-    struct vgpu_fe_daemon *d;
-    int fd_ref;
-    long log_seen;
-};
-
-static struct fixture fx;
+static struct itest_shared fx;
 
 static struct vgpu_fe_config config(void)
 {
@@ -80,22 +72,9 @@ static int connected_fd_count(void)
 
 static int group_setup(void **state)
 {
-    const char *argv[8];
-    size_t n = 0;
-
-    for (const char *const *p = itest_daemon_args(); p != NULL && *p != NULL; p++)
-        argv[n++] = *p;
-    argv[n++] = "--max-hostmem";
-    argv[n++] = "64M";
-    argv[n] = NULL;
-    fx.dir = itest_mkdtemp();
-    fx.path = itest_path(fx.dir, "vgpu.sock");
-    fx.d = vgpu_fe_daemon_spawn_socket(fx.path, argv, VGPU_FE_SPAWN_CAPTURE_STDERR);
-    if (fx.d == NULL) {
-        print_error("spawning the daemon failed: %s (VGPU_BINARY=%s)\n", strerror(errno),
-                    vgpu_fe_binary() != NULL ? vgpu_fe_binary() : "unset");
+    static const char *const extra[] = {"--max-hostmem", "64M", NULL};
+    if (itest_shared_start(&fx, extra) < 0)
         return -1;
-    }
     /* Warm up (lazy allocations, first-session-only fds), then take the reference. */
     for (int i = 0; i < 3; i++)
         fx.fd_ref = connected_fd_count();
@@ -104,23 +83,13 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-    vgpu_fe_daemon_destroy(fx.d);
-    free(fx.path);
-    itest_rmdir(fx.dir);
+    itest_shared_stop(&fx);
     return 0;
 }
 
-/* The daemon's log since the last call. */
 static char *new_log(void)
 {
-    static char buf[1 << 20];
-    long n = vgpu_fe_daemon_stderr(fx.d, buf, sizeof(buf));
-
-    if (n < 0)
-        n = 0;
-    long from = fx.log_seen <= n ? fx.log_seen : 0;
-    fx.log_seen = n;
-    return buf + from;
+    return itest_shared_log(&fx);
 }
 
 static int setup(void **state)
@@ -132,16 +101,7 @@ static int setup(void **state)
 /* Echoes the daemon's log of the test, and checks it is alive. */
 static int teardown(void **state)
 {
-    itest_release_all();
-    const char *log = new_log();
-
-    if (*log != '\0')
-        (void)fprintf(stderr, "---- daemon log ----\n%s--------------------\n", log);
-    if (!vgpu_fe_daemon_is_alive(fx.d)) {
-        (void)fprintf(stderr, "the daemon died\n");
-        return -1;
-    }
-    return 0;
+    return itest_shared_test_done(&fx);
 }
 
 /* A good command after a bad one: a resource created and freed. */
